@@ -1,0 +1,38 @@
+# Two commands on a fresh machine: `make run` and `make test`.
+PY      ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+# PostgreSQL used by the second test pass (any empty-able server; tests create their own databases).
+RAGQA_TEST_PG ?= postgresql+psycopg://postgres@127.0.0.1:5432/postgres
+
+.PHONY: install run test test-sqlite test-postgres demo clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	# torch first: the CPU build that lies on this machine's disk (a bare `torch` pulls several GB).
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+test: install test-sqlite test-postgres
+
+test-sqlite:
+	$(BIN)/python -m pytest -q
+
+test-postgres:
+	RAGQA_TEST_DATABASE_URL=$(RAGQA_TEST_PG) $(BIN)/python -m pytest -q -m db
+
+demo: install
+	$(BIN)/ragqa ingest docs --collection docs
+
+run: demo
+	$(BIN)/ragqa ui
+
+clean:
+	rm -rf $(VENV) .ragqa .pytest_cache

@@ -1,0 +1,1 @@
+"""Files in, chunks and vectors out: discover -> read -> chunk -> embed -> store."""

@@ -1,0 +1,82 @@
+"""Finding files, hashing them, and reading the password file."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from ingest.formats import doc_type_of
+from rag.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Candidate:
+    path: Path  # absolute, resolved
+    doc_type: str | None  # None: not a format we read
+    explicit: bool  # named on the command line (not found in a folder walk)
+
+
+def discover(paths: list[Path]) -> tuple[list[Candidate], int]:
+    """Files to consider, in a stable order, and how many files in folders were skipped."""
+    out: list[Candidate] = []
+    seen: set[Path] = set()
+    skipped = 0
+    for given in paths:
+        if not given.exists():
+            raise ConfigError(f"no such file or folder: {given}")
+        root = given.resolve()
+        if root.is_file():
+            if root not in seen:
+                seen.add(root)
+                out.append(Candidate(root, doc_type_of(root), explicit=True))
+            continue
+        for dirpath, dirnames, filenames in os.walk(root):
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            for name in sorted(filenames):
+                path = Path(dirpath, name)
+                kind = doc_type_of(path)
+                if name.startswith(".") or kind is None or not path.is_file():
+                    skipped += 1
+                    continue
+                if path not in seen:
+                    seen.add(path)
+                    out.append(Candidate(path, kind, explicit=False))
+    return out, skipped
+
+
+def content_hash(path: Path, block: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(block):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class PasswordBook:
+    """`FILENAME<TAB>PASSWORD` per line, `#` comments, no header. A name matches a file by its
+    base name or by a trailing part of its path. Extra columns are ignored."""
+
+    def __init__(self, entries: list[tuple[str, str]] | None = None) -> None:
+        self.entries = entries or []
+
+    @classmethod
+    def read(cls, path: Path) -> PasswordBook:
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except OSError as exc:
+            raise ConfigError(f"cannot read password file {path}: {exc.strerror}") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"password file {path} is not UTF-8 text") from None
+        entries = []
+        for line in lines:
+            if not line.strip() or line.lstrip().startswith("#") or "\t" not in line:
+                continue
+            name, password = line.split("\t")[:2]
+            entries.append((name.strip(), password))
+        return cls(entries)
+
+    def for_file(self, path: Path) -> list[str]:
+        text = path.as_posix()
+        return [pw for name, pw in self.entries if name and (name == path.name or text.endswith("/" + name.lstrip("/")))]

@@ -1,0 +1,192 @@
+"""Readers: bytes of one file -> page texts and a title. Pure functions of their input; every
+failure is a LoadError with a one-line reason."""
+
+from __future__ import annotations
+
+import io
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from rag.errors import LoadError
+
+_SNIFF = 8192
+
+
+@dataclass(frozen=True)
+class LoadedFile:
+    title: str
+    pages: list[str]
+    paginated: bool
+    warnings: tuple[str, ...] = ()
+
+
+def load_file(path: Path, doc_type: str, passwords: list[str]) -> LoadedFile:
+    data = path.read_bytes()
+    if not data.strip():
+        raise LoadError("empty file")
+    loaded = _READERS[doc_type](data, passwords) if doc_type == "pdf" else _READERS[doc_type](data)
+    if not any(p.strip() for p in loaded.pages):
+        raise LoadError("no extractable text" + (" (a scanned PDF needs OCR first)" if doc_type == "pdf" else ""))
+    title = loaded.title.strip() or path.stem
+    return LoadedFile(title[:300], loaded.pages, loaded.paginated, loaded.warnings)
+
+
+# ---- text ----------------------------------------------------------------------------------
+def decode_text(data: bytes) -> str:
+    """Detect the encoding (BOMs, then charset-normalizer); refuse binary data."""
+    from charset_normalizer import from_bytes
+
+    for bom, codec in ((b"\xef\xbb\xbf", "utf-8-sig"), (b"\xff\xfe", "utf-16"), (b"\xfe\xff", "utf-16")):
+        if data.startswith(bom):
+            try:
+                return data.decode(codec)
+            except UnicodeDecodeError:
+                raise LoadError(f"text claims {codec} but does not decode") from None
+    if b"\x00" in data[:_SNIFF]:
+        raise LoadError("binary content, not text")
+    try:
+        return data.decode("utf-8")  # the common case, and exact
+    except UnicodeDecodeError:
+        pass
+    best = from_bytes(data).best()
+    if best is None:
+        raise LoadError("cannot decode text: unknown encoding or binary content")
+    text = str(best)
+    if _control_share(text) > 0.05:
+        raise LoadError("binary content, not text")
+    return text
+
+
+def _control_share(text: str) -> float:
+    sample = text[:_SNIFF]
+    bad = sum(1 for ch in sample if ord(ch) < 32 and ch not in "\n\r\t\f")
+    return bad / max(1, len(sample))
+
+
+def _normalise_newlines(text: str) -> str:
+    return text.replace("\r\n", "\n").replace("\r", "\n").replace("\x00", "")
+
+
+def read_text(data: bytes) -> LoadedFile:
+    text = _normalise_newlines(decode_text(data))
+    first = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    return LoadedFile(first[:120], [text], paginated=False)
+
+
+_MD_HEADING = re.compile(r"^#{1,6}\s+(.+?)\s*#*\s*$", re.M)
+
+
+def read_markdown(data: bytes) -> LoadedFile:
+    text = _normalise_newlines(decode_text(data))
+    m = _MD_HEADING.search(text)
+    return LoadedFile(m.group(1) if m else "", [text], paginated=False)
+
+
+# ---- HTML ----------------------------------------------------------------------------------
+def read_html(data: bytes) -> LoadedFile:
+    import trafilatura
+
+    logging.getLogger("trafilatura").setLevel(logging.CRITICAL)
+    html = decode_text(data)
+    text = trafilatura.extract(html, output_format="txt", include_comments=False, include_tables=True,
+                               favor_recall=True, deduplicate=False)
+    if not text or not text.strip():
+        # Too little for boilerplate detection (a short page): take all visible text.
+        text = trafilatura.html2txt(html)
+    meta = trafilatura.extract_metadata(html)
+    title = (meta.title if meta and meta.title else "") or ""
+    return LoadedFile(title, [_normalise_newlines(text or "")], paginated=False)
+
+
+# ---- DOCX ----------------------------------------------------------------------------------
+def read_docx(data: bytes) -> LoadedFile:
+    import zipfile
+
+    import docx
+    from docx.table import Table
+    from docx.text.paragraph import Paragraph
+
+    try:
+        document = docx.Document(io.BytesIO(data))
+    except (zipfile.BadZipFile, KeyError, ValueError) as exc:
+        raise LoadError(f"not a valid DOCX file ({type(exc).__name__})") from None
+    parts: list[str] = []
+    first_heading = ""
+    for block in document.iter_inner_content():
+        if isinstance(block, Paragraph):
+            text = block.text.strip()
+            style = (block.style.name if block.style is not None else "") or ""
+            if text and style.startswith("Heading"):
+                level = int(style.split()[-1]) if style.split()[-1].isdigit() else 1
+                first_heading = first_heading or text
+                text = "#" * min(level, 6) + " " + text
+            if text:
+                parts.append(text)
+        elif isinstance(block, Table):
+            rows = [" | ".join(c.text.strip() for c in row.cells) for row in block.rows]
+            parts.append("\n".join(rows))
+    title = document.core_properties.title or first_heading
+    return LoadedFile(title, ["\n\n".join(parts)], paginated=False)
+
+
+# ---- PDF -----------------------------------------------------------------------------------
+def read_pdf(data: bytes, passwords: list[str]) -> LoadedFile:
+    from pypdf import PasswordType, PdfReader
+    from pypdf.errors import FileNotDecryptedError, PdfReadError
+
+    logging.getLogger("pypdf").setLevel(logging.CRITICAL)  # it narrates every repair it makes
+    if not data.lstrip()[:1024].startswith(b"%PDF") and b"%PDF" not in data[:1024]:
+        raise LoadError("not a PDF file (no %PDF header)")
+    try:
+        reader = PdfReader(io.BytesIO(data), strict=False)
+        if reader.is_encrypted:
+            _decrypt(reader, passwords, PasswordType)
+        n_pages = len(reader.pages)
+    except FileNotDecryptedError:
+        raise LoadError("encrypted PDF: no given password opens it") from None
+    except PdfReadError as exc:
+        raise LoadError(f"damaged PDF: {_one_line(exc)}") from None
+    if n_pages == 0:
+        raise LoadError("PDF has no pages")
+    pages: list[str] = []
+    unreadable = 0
+    for page in reader.pages:
+        try:
+            pages.append(_normalise_newlines(page.extract_text() or ""))
+        except Exception:  # a damaged page must not cost the others
+            pages.append("")
+            unreadable += 1
+    warnings = (f"{unreadable} of {n_pages} pages could not be read",) if unreadable else ()
+    return LoadedFile(_pdf_title(reader, pages), pages, paginated=True, warnings=warnings)
+
+
+def _decrypt(reader, passwords: list[str], password_type) -> None:  # type: ignore[no-untyped-def]
+    for pw in ["", *passwords]:  # the empty user password first: many PDFs only restrict printing
+        try:
+            if reader.decrypt(pw) != password_type.NOT_DECRYPTED:
+                return
+        except Exception as exc:  # noqa: BLE001 - pypdf raises several kinds here
+            if "cryptography" in str(exc) or "AES" in str(exc):
+                raise LoadError(f"encrypted PDF: {_one_line(exc)}") from None
+    raise LoadError("encrypted PDF: no given password opens it (see --password-file)")
+
+
+def _pdf_title(reader, pages: list[str]) -> str:  # type: ignore[no-untyped-def]
+    try:
+        title = (reader.metadata.title or "") if reader.metadata else ""
+    except Exception:  # noqa: BLE001 - broken metadata is not worth failing for
+        title = ""
+    if title.strip() and not title.lower().startswith(("microsoft word", "untitled")):
+        return title
+    first = next((p for p in pages if p.strip()), "")
+    return next((ln.strip() for ln in first.splitlines() if len(ln.strip()) > 3), "")[:120]
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return (text[0] if text else type(exc).__name__)[:200]
+
+
+_READERS = {"text": read_text, "markdown": read_markdown, "html": read_html, "docx": read_docx, "pdf": read_pdf}

@@ -1,0 +1,257 @@
+"""The ingest pipeline: plan each file (unchanged? duplicate? read it), read and chunk in a worker
+process, embed in batches across files, stage into the store writer, commit in batches.
+
+A kill at any moment loses at most the uncommitted batch; re-running redoes exactly that, because
+a file counts as done only once its rows are committed (content hashes decide the rest).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from ingest.discover import Candidate, PasswordBook, content_hash, discover
+from ingest.reader import FileReader, ReaderConfig
+from rag.consistency import reembed_store
+from rag.embedder import Embedder, EmbeddingModelRef
+from rag.errors import LoadError
+from rag.records import DocumentContent, FileFacts
+from rag.settings import Settings
+from rag.store import Store
+from rag.writer import StoreWriter
+
+READ_AHEAD = 8  # files read ahead of the embedder
+EMBED_BATCH_CHUNKS = 512  # chunks embedded together (across files: small files batch well)
+COMMIT_CHUNKS = 4096  # commit at least this often ...
+COMMIT_SECONDS = 60.0  # ... or this often
+
+
+class Progress(Protocol):
+    def start(self, files: int) -> None: ...
+    def file_done(self, path: str, outcome: str) -> None: ...
+    def chunks_embedded(self, n: int) -> None: ...
+    def message(self, text: str) -> None: ...
+
+
+@dataclass
+class IngestSummary:
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    removed: int = 0
+    failed: list[dict[str, str]] = field(default_factory=list)
+    duplicates: list[dict[str, str]] = field(default_factory=list)
+    warnings: list[dict[str, str]] = field(default_factory=list)
+    skipped: int = 0
+    pages: int = 0
+    chunks: int = 0
+    seconds: float = 0.0
+    embed_seconds: float = 0.0
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "added": self.added, "updated": self.updated, "unchanged": self.unchanged, "removed": self.removed,
+            "failed": self.failed, "duplicates": self.duplicates, "warnings": self.warnings,
+            "skipped": self.skipped, "pages": self.pages, "chunks": self.chunks,
+            "seconds": round(self.seconds, 3), "embed_seconds": round(self.embed_seconds, 3),
+        }
+
+
+@dataclass
+class _Pending:
+    facts: FileFacts
+    outcome: str  # "added" or "updated" once stored
+    content: DocumentContent | None = None
+
+
+def ingest(
+    paths: list[Path],
+    store: Store,
+    settings: Settings,
+    ref: EmbeddingModelRef,
+    *,
+    collection: str = "default",
+    passwords: PasswordBook | None = None,
+    prune: bool = False,
+    load_embedder: Callable[[], Embedder] | None = None,
+    progress: Progress | None = None,
+) -> IngestSummary:
+    """Bring the collection up to date with the files under `paths`."""
+    started = time.perf_counter()
+    candidates, skipped = discover(paths)
+    summary = IngestSummary(skipped=skipped)
+    run_id = store.start_run(collection, [str(p) for p in paths])
+    status = "interrupted"
+    try:
+        with store.writer() as writer:
+            job = _Job(writer, store, settings, ref, passwords or PasswordBook(), summary, progress,
+                       load_embedder or (lambda: Embedder.load(ref, device=settings.device,
+                                                               batch_size=settings.embedding_batch_size)))
+            job.collection_id = writer.ensure_collection(collection)
+            job.reembed_if_model_changed()
+            job.run(candidates)
+            if prune:
+                job.prune([p.resolve() for p in paths], {c.path for c in candidates})
+        status = "done"
+    finally:
+        summary.seconds = time.perf_counter() - started
+        store.finish_run(run_id, summary.as_json(), summary.seconds, status)
+    return summary
+
+
+class _Job:
+    def __init__(self, writer: StoreWriter, store: Store, settings: Settings, ref: EmbeddingModelRef,
+                 passwords: PasswordBook, summary: IngestSummary, progress: Progress | None,
+                 load_embedder: Callable[[], Embedder]) -> None:
+        self.writer, self.store, self.settings, self.ref = writer, store, settings, ref
+        self.passwords, self.summary, self.progress = passwords, summary, progress
+        self._load_embedder = load_embedder
+        self._embedder: Embedder | None = None
+        self._reader: FileReader | None = None
+        self._batch: list[_Pending] = []
+        self._batch_chunks = 0
+        self._last_commit = time.monotonic()
+        self.collection_id = 0
+
+    # ---- setup -----------------------------------------------------------------------------
+    @property
+    def embedder(self) -> Embedder:
+        if self._embedder is None:  # loaded only when something needs embedding
+            self._embedder = self._load_embedder()
+        return self._embedder
+
+    def reader(self) -> FileReader:
+        if self._reader is None:
+            max_tokens = min(self.settings.chunk_tokens, self.ref.max_tokens())
+            self._reader = FileReader(ReaderConfig(
+                tokenizer_json=self.ref.tokenizer_json(), max_tokens=max_tokens,
+                overlap=min(self.settings.chunk_overlap, max_tokens // 2),
+                timeout_s=self.settings.file_timeout_s, memory_mb=self.settings.loader_memory_mb))
+        return self._reader
+
+    def reembed_if_model_changed(self) -> None:
+        state = self.store.index_state()
+        if state.embedding_model is None or state.embedding_model == self.ref.name or not state.chunk_count:
+            return
+        self._say(f"embedding model changed ({state.embedding_model} -> {self.ref.name}): "
+                  f"re-embedding {state.chunk_count} chunks")
+        reembed_store(self.store, self.embedder, self._count_embedded)
+
+    # ---- the main loop ---------------------------------------------------------------------
+    def run(self, candidates: list[Candidate]) -> None:
+        if self.progress:
+            self.progress.start(len(candidates))
+        window: deque[tuple[_Pending, Future]] = deque()
+        try:
+            for cand in candidates:
+                pending = self._plan(cand)
+                if pending is None:
+                    continue
+                window.append((pending, self.reader().submit(str(cand.path), cand.doc_type or "", self.passwords.for_file(cand.path))))
+                while len(window) > READ_AHEAD:
+                    self._collect(*window.popleft())
+            while window:
+                self._collect(*window.popleft())
+            self._flush()
+        finally:
+            if self._reader is not None:
+                self._reader.close()
+
+    def _plan(self, cand: Candidate) -> _Pending | None:
+        """Decide what to do with one file; returns the work to read it, or None if settled."""
+        path = str(cand.path)
+        if cand.doc_type is None:
+            return self._fail_unhashed(path, f"unsupported file type {cand.path.suffix or '(no extension)'!r}")
+        try:
+            size = cand.path.stat().st_size
+            if size > self.settings.max_file_mb * 1024 * 1024:
+                return self._fail_unhashed(path, f"file too large ({size / 2**20:.1f} MB; limit {self.settings.max_file_mb:g} MB)")
+            digest = content_hash(cand.path)
+        except OSError as exc:
+            return self._fail_unhashed(path, f"cannot read file: {exc.strerror or exc}")
+        facts = FileFacts(self.collection_id, path, digest, size, cand.doc_type)
+        existing = self.writer.existing(self.collection_id, path)
+        if existing is not None and existing.content_hash == digest and existing.status in ("ready", "duplicate"):
+            self.summary.unchanged += 1
+            return self._done(path, "unchanged")
+        original = self.writer.original_of(self.collection_id, digest, path)
+        if original is not None:
+            self.writer.put_duplicate(facts, original)
+            self.summary.duplicates.append({"path": path, "same_as": original})
+            return self._done(path, "duplicate")
+        return _Pending(facts, "updated" if existing is not None and existing.status == "ready" else "added")
+
+    def _collect(self, pending: _Pending, future: Future) -> None:
+        try:
+            pending.content = self.reader().result(future)
+        except LoadError as exc:
+            self._fail(pending.facts, str(exc))
+            return
+        for w in pending.content.warnings:
+            self.summary.warnings.append({"path": pending.facts.path, "warning": w})
+        self._batch.append(pending)
+        self._batch_chunks += len(pending.content.chunks)
+        if self._batch_chunks >= EMBED_BATCH_CHUNKS:
+            self._flush()
+
+    def _flush(self) -> None:
+        """Embed the batch, stage its documents, and commit when enough has piled up."""
+        if self._batch:
+            texts = [ch.text for p in self._batch for ch in p.content.chunks]  # type: ignore[union-attr]
+            t0 = time.perf_counter()
+            vectors = self.embedder.encode(texts)
+            self.summary.embed_seconds += time.perf_counter() - t0
+            self._count_embedded(len(texts))
+            at = 0
+            for p in self._batch:
+                content = p.content
+                assert content is not None
+                n = len(content.chunks)
+                self.writer.put_document(p.facts, content, vectors[at:at + n], self.embedder.name)
+                at += n
+                setattr(self.summary, p.outcome, getattr(self.summary, p.outcome) + 1)
+                self.summary.pages += len(content.pages)
+                self.summary.chunks += n
+                self._done(p.facts.path, p.outcome)
+            self._batch, self._batch_chunks = [], 0
+        if self.writer.staged_chunks >= COMMIT_CHUNKS or time.monotonic() - self._last_commit > COMMIT_SECONDS:
+            self.writer.commit()
+            self._last_commit = time.monotonic()
+
+    # ---- outcomes ----------------------------------------------------------------------------
+    def _fail(self, facts: FileFacts, reason: str) -> None:
+        self.writer.put_failed(facts, reason)
+        self.summary.failed.append({"path": facts.path, "error": reason})
+        self._done(facts.path, "failed")
+
+    def _fail_unhashed(self, path: str, reason: str) -> None:
+        # Not recorded in the store: there is no content to tell versions apart.
+        self.summary.failed.append({"path": path, "error": reason})
+        return self._done(path, "failed")
+
+    def _done(self, path: str, outcome: str) -> None:
+        if self.progress:
+            self.progress.file_done(path, outcome)
+        return None
+
+    def _count_embedded(self, n: int) -> None:
+        if self.progress:
+            self.progress.chunks_embedded(n)
+
+    def _say(self, text: str) -> None:
+        if self.progress:
+            self.progress.message(text)
+
+    def prune(self, roots: list[Path], present: set[Path]) -> None:
+        """Remove documents under `roots` whose files are gone."""
+        prefixes = [str(r) if not r.is_dir() else str(r).rstrip("/") + "/" for r in roots]
+        for doc_id, path in self.writer.collection_paths(self.collection_id):
+            inside = any(path == p or path.startswith(p) for p in prefixes)
+            if inside and Path(path) not in present and not Path(path).exists():
+                self.writer.remove(doc_id)
+                self.summary.removed += 1

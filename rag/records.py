@@ -1,0 +1,43 @@
+"""Plain records passed between the pipeline stages and the store."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+#: Pages are joined with this to make a document's text; chunk offsets count it.
+PAGE_SEPARATOR = "\n\n\n"
+
+
+@dataclass(frozen=True)
+class Chunk:
+    ordinal: int
+    text: str
+    n_tokens: int
+    char_start: int  # into the document text
+    char_end: int
+    page_start: int  # 1-based
+    page_end: int
+    page_char_start: int  # into page_start's text
+    page_char_end: int  # into page_end's text
+
+
+@dataclass(frozen=True)
+class FileFacts:
+    """What is known of a file before reading it."""
+
+    collection_id: int
+    path: str
+    content_hash: str
+    size_bytes: int
+    doc_type: str
+
+
+@dataclass
+class DocumentContent:
+    """What reading and chunking a file produced."""
+
+    title: str
+    pages: list[str]
+    paginated: bool
+    chunks: list[Chunk]
+    warnings: list[str] = field(default_factory=list)

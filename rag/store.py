@@ -1,0 +1,249 @@
+"""The document store: SQL metadata (the truth) plus a FAISS file of the same vectors.
+
+Consistency rule: `index_state.generation` in SQL names the FAISS file that matches the SQL rows.
+A writer writes the next generation's file completely *before* committing the SQL transaction that
+points at it, so after a crash at any moment SQL names a complete file that matches it; files of
+uncommitted generations are garbage, collected later. Only one writer at a time (a file lock).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from filelock import FileLock, Timeout
+from sqlalchemy import Engine, func, select, update
+
+from rag import schema as s
+from rag.db import open_database
+from rag.errors import NotFoundError, StoreError
+from rag.vectors import VectorIndex
+
+FAISS_PATTERN = "vectors-{:08d}.faiss"
+
+
+@dataclass(frozen=True)
+class IndexState:
+    generation: int
+    embedding_model: str | None
+    dim: int | None
+    chunk_count: int
+
+
+@dataclass(frozen=True)
+class DocumentInfo:
+    id: int
+    collection: str
+    path: str
+    title: str
+    doc_type: str
+    pages: int | None
+    status: str
+    error: str | None
+    version: int
+    chunks: int
+    size_bytes: int
+    content_hash: str
+    updated_at: datetime
+    duplicate_of: int | None
+
+    def as_json(self) -> dict[str, Any]:
+        out = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        out["updated_at"] = self.updated_at.isoformat()
+        return out
+
+
+@dataclass
+class CheckReport:
+    problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    documents: int = 0
+    chunks: int = 0
+    vectors: int = 0
+    generation: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+class Store:
+    def __init__(self, engine: Engine, index_dir: Path) -> None:
+        self.engine = engine
+        self.index_dir = index_dir
+        index_dir.mkdir(parents=True, exist_ok=True)
+        self._lock = FileLock(str(index_dir / "write.lock"))
+
+    @classmethod
+    def open(cls, url: str, index_dir: Path) -> Store:
+        return cls(open_database(url), index_dir)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # ---- reading -------------------------------------------------------------------------
+    def index_state(self, conn: Any = None) -> IndexState:
+        with _maybe_connect(self.engine, conn) as c:
+            row = c.execute(select(s.index_state).where(s.index_state.c.id == 1)).one()
+        return IndexState(row.generation, row.embedding_model, row.dim, row.chunk_count)
+
+    def faiss_path(self, generation: int) -> Path:
+        return self.index_dir / FAISS_PATTERN.format(generation)
+
+    def load_vectors(self) -> tuple[IndexState, VectorIndex | None]:
+        """The current state and its FAISS index (None while the store is empty)."""
+        for _ in range(5):  # a writer may retire the file between our two reads: read again
+            state = self.index_state()
+            if state.generation == 0 or state.dim is None:
+                return state, None
+            path = self.faiss_path(state.generation)
+            try:
+                return state, VectorIndex.load(path)
+            except (FileNotFoundError, RuntimeError):
+                if self.index_state().generation == state.generation:
+                    raise StoreError(f"vector index {path.name} is missing or damaged: run `ragqa check --repair`") from None
+        raise StoreError("the vector index keeps changing under this reader; try again")
+
+    def collection_id(self, name: str) -> int | None:
+        with self.engine.connect() as c:
+            return c.execute(select(s.collections.c.id).where(s.collections.c.name == name)).scalar()
+
+    def collections(self) -> list[str]:
+        with self.engine.connect() as c:
+            return list(c.execute(select(s.collections.c.name).order_by(s.collections.c.name)).scalars())
+
+    def documents(self, collection: str | None = None, ids: list[int] | None = None) -> list[DocumentInfo]:
+        n_chunks = (
+            select(s.chunks.c.document_id, func.count().label("n"))
+            .group_by(s.chunks.c.document_id)
+            .subquery()
+        )
+        q = (
+            select(s.documents, s.collections.c.name.label("collection"), func.coalesce(n_chunks.c.n, 0).label("n"))
+            .join(s.collections, s.collections.c.id == s.documents.c.collection_id)
+            .outerjoin(n_chunks, n_chunks.c.document_id == s.documents.c.id)
+            .order_by(s.collections.c.name, s.documents.c.path)
+        )
+        if collection is not None:
+            q = q.where(s.collections.c.name == collection)
+        if ids is not None:
+            q = q.where(s.documents.c.id.in_(ids))
+        with self.engine.connect() as c:
+            rows = c.execute(q).all()
+        return [
+            DocumentInfo(
+                id=r.id, collection=r.collection, path=r.path, title=r.title, doc_type=r.doc_type,
+                pages=r.pages, status=r.status, error=r.error, version=r.version, chunks=r.n,
+                size_bytes=r.size_bytes, content_hash=r.content_hash, updated_at=r.updated_at,
+                duplicate_of=r.duplicate_of,
+            )
+            for r in rows
+        ]
+
+    def resolve_documents(self, refs: list[str]) -> list[DocumentInfo]:
+        """Documents named by id or by path (as given, or resolved); unknown names raise."""
+        everything = self.documents()
+        by_id = {str(d.id): d for d in everything}
+        by_path: dict[str, list[DocumentInfo]] = {}
+        for d in everything:
+            by_path.setdefault(d.path, []).append(d)
+        found: list[DocumentInfo] = []
+        for ref in refs:
+            hits = [by_id[ref]] if ref in by_id else by_path.get(ref) or by_path.get(str(Path(ref).resolve()))
+            if not hits:
+                raise NotFoundError(f"no document {ref!r} (see `ragqa docs`)")
+            found.extend(hits)
+        return found
+
+    def counts(self) -> dict[str, int]:
+        with self.engine.connect() as c:
+            docs = dict(c.execute(select(s.documents.c.status, func.count()).group_by(s.documents.c.status)).all())
+            chunks = c.execute(select(func.count()).select_from(s.chunks)).scalar() or 0
+        return {"documents": sum(docs.values()), "ready": docs.get("ready", 0), "failed": docs.get("failed", 0),
+                "duplicates": docs.get("duplicate", 0), "chunks": chunks}
+
+    # ---- writing -------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def writer(self, wait_s: float = 600.0) -> Iterator[Any]:
+        """The only way to change documents: one writer at a time, all or nothing per commit."""
+        from rag.writer import StoreWriter
+
+        try:
+            self._lock.acquire(timeout=wait_s)
+        except Timeout:
+            raise StoreError(f"another ingest has held the store for {wait_s:.0f}s; try again later") from None
+        try:
+            self._mark_dead_runs()
+            w = StoreWriter(self)
+            yield w
+            w.commit()
+        finally:
+            self._lock.release()
+
+    def retire_old_files(self, keep: int) -> None:
+        """Delete FAISS files other than generation `keep` and the one before it (a reader that
+        read the state just before the last commit may still be opening that one)."""
+        for p in self.index_dir.glob("vectors-*.faiss"):
+            gen = int(p.stem.split("-")[1])
+            if gen not in (keep, keep - 1):
+                p.unlink(missing_ok=True)
+        for p in self.index_dir.glob(".vectors-*.tmp"):
+            p.unlink(missing_ok=True)
+
+    # ---- ingest runs ---------------------------------------------------------------------
+    def start_run(self, collection: str, paths: list[str]) -> int:
+        with self.engine.begin() as c:
+            return c.execute(
+                s.ingest_runs.insert().values(started_at=_now(), status="running", collection=collection, paths=paths)
+                .returning(s.ingest_runs.c.id)
+            ).scalar_one()
+
+    def finish_run(self, run_id: int, summary: dict[str, Any], seconds: float, status: str = "done") -> None:
+        with self.engine.begin() as c:
+            c.execute(update(s.ingest_runs).where(s.ingest_runs.c.id == run_id)
+                      .values(finished_at=_now(), status=status, summary=summary, seconds=seconds))
+
+    def recent_runs(self, n: int = 10) -> list[dict[str, Any]]:
+        with self.engine.connect() as c:
+            rows = c.execute(select(s.ingest_runs).order_by(s.ingest_runs.c.id.desc()).limit(n)).mappings().all()
+        return [dict(r) for r in rows]
+
+    def _mark_dead_runs(self) -> None:
+        # Holding the writer lock means no other ingest is alive: "running" rows are leftovers.
+        with self.engine.begin() as c:
+            c.execute(update(s.ingest_runs).where(s.ingest_runs.c.status == "running").values(status="interrupted"))
+
+    # ---- consistency ---------------------------------------------------------------------
+    def check(self) -> CheckReport:
+        from rag.consistency import check_store
+
+        return check_store(self)
+
+    def repair(self) -> CheckReport:
+        from rag.consistency import repair_store
+
+        return repair_store(self)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@contextlib.contextmanager
+def _maybe_connect(engine: Engine, conn: Any) -> Iterator[Any]:
+    if conn is not None:
+        yield conn
+    else:
+        with engine.connect() as c:
+            yield c
+
+
+def vectors_from_blobs(blobs: list[bytes], dim: int) -> np.ndarray:
+    if not blobs:
+        return np.zeros((0, dim), dtype=np.float32)
+    return np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(len(blobs), dim)

@@ -1,0 +1,282 @@
+"""StoreWriter: stages document changes and applies them in one transaction per commit.
+
+A commit (1) applies the staged rows in a SQL transaction, (2) applies the same changes to an
+in-memory copy of the FAISS index and writes it as the next generation's file, (3) points
+`index_state` at that generation and commits. See rag.store for why this order is crash-safe.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from sqlalchemy import Connection, delete, func, insert, select, update
+
+from rag import schema as s
+from rag.records import DocumentContent, FileFacts
+from rag.vectors import VectorIndex
+
+if TYPE_CHECKING:
+    from rag.store import Store
+
+
+@dataclass(frozen=True)
+class ExistingDocument:
+    id: int
+    content_hash: str
+    status: str
+    path: str
+
+
+@dataclass
+class _Put:
+    facts: FileFacts
+    content: DocumentContent
+    vectors: np.ndarray  # [n_chunks, dim]
+    model: str
+
+
+@dataclass
+class _Failed:
+    facts: FileFacts
+    error: str
+
+
+@dataclass
+class _Duplicate:
+    facts: FileFacts
+    original_path: str
+
+
+@dataclass
+class _Remove:
+    document_id: int
+
+
+class StoreWriter:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._ops: list[Any] = []
+        self._pending_hash: dict[tuple[int, str], str] = {}  # (collection, hash) -> path
+        self._pending_paths: set[tuple[int, str]] = set()
+        self._vectors: VectorIndex | None = None
+        self.staged_chunks = 0
+
+    # ---- lookups -------------------------------------------------------------------------
+    def ensure_collection(self, name: str) -> int:
+        with self.store.engine.begin() as c:
+            cid = c.execute(select(s.collections.c.id).where(s.collections.c.name == name)).scalar()
+            if cid is None:
+                cid = c.execute(insert(s.collections).values(name=name, created_at=_now())
+                                .returning(s.collections.c.id)).scalar_one()
+        return int(cid)
+
+    def existing(self, collection_id: int, path: str) -> ExistingDocument | None:
+        d = s.documents.c
+        with self.store.engine.connect() as c:
+            row = c.execute(select(d.id, d.content_hash, d.status, d.path)
+                            .where(d.collection_id == collection_id, d.path == path)).first()
+        return ExistingDocument(*row) if row else None
+
+    def original_of(self, collection_id: int, content_hash: str, path: str) -> str | None:
+        """The path of a document with this content, stored already or staged in this writer."""
+        staged = self._pending_hash.get((collection_id, content_hash))
+        if staged is not None and staged != path:
+            return staged
+        d = s.documents.c
+        with self.store.engine.connect() as c:
+            rows = c.execute(select(d.path).where(d.collection_id == collection_id, d.content_hash == content_hash,
+                                                  d.status == "ready", d.path != path)).scalars().all()
+        # A document whose file is being replaced in this writer no longer has that content.
+        rows = [p for p in rows if (collection_id, p) not in self._pending_paths]
+        return rows[0] if rows else None
+
+    def collection_paths(self, collection_id: int) -> list[tuple[int, str]]:
+        d = s.documents.c
+        with self.store.engine.connect() as c:
+            return [tuple(r) for r in c.execute(select(d.id, d.path).where(d.collection_id == collection_id))]
+
+    # ---- staging ---------------------------------------------------------------------------
+    def put_document(self, facts: FileFacts, content: DocumentContent, vectors: np.ndarray, model: str) -> None:
+        assert len(content.chunks) == len(vectors), "one vector per chunk"
+        self._stage(facts, _Put(facts, content, vectors, model))
+        self._pending_hash[(facts.collection_id, facts.content_hash)] = facts.path
+        self.staged_chunks += len(content.chunks)
+
+    def put_failed(self, facts: FileFacts, error: str) -> None:
+        self._stage(facts, _Failed(facts, error))
+
+    def put_duplicate(self, facts: FileFacts, original_path: str) -> None:
+        self._stage(facts, _Duplicate(facts, original_path))
+
+    def remove(self, document_id: int) -> None:
+        self._ops.append(_Remove(document_id))
+
+    def _stage(self, facts: FileFacts, op: Any) -> None:
+        self._pending_paths.add((facts.collection_id, facts.path))
+        self._ops.append(op)
+
+    # ---- commit ------------------------------------------------------------------------------
+    def commit(self) -> None:
+        if not self._ops:
+            return
+        vectors = self._load_vectors()
+        new_file = None
+        try:
+            with self.store.engine.begin() as conn:
+                state = conn.execute(select(s.index_state).where(s.index_state.c.id == 1).with_for_update()).one()
+                model, dim = state.embedding_model, state.dim
+                added_ids: list[np.ndarray] = []
+                added_vecs: list[np.ndarray] = []
+                removed: list[int] = []
+                for op in self._ops:
+                    if isinstance(op, _Put):
+                        model, dim = self._check_model(model, dim, op)
+                        ids = _apply_put(conn, op, removed)
+                        added_ids.append(ids)
+                        added_vecs.append(op.vectors)
+                    elif isinstance(op, _Failed):
+                        _apply_failed(conn, op)
+                    elif isinstance(op, _Duplicate):
+                        _apply_duplicate(conn, op, removed)
+                    else:
+                        _apply_remove(conn, op, removed)
+                if vectors is None and dim is not None:
+                    vectors = VectorIndex(dim)
+                if vectors is not None:
+                    vectors.remove(np.asarray(removed, dtype=np.int64))
+                    if added_ids:
+                        vectors.add(np.concatenate(added_ids), np.concatenate(added_vecs))
+                generation = state.generation + 1
+                count = conn.execute(select(func.count()).select_from(s.chunks)).scalar_one()
+                if vectors is not None:
+                    assert len(vectors) == count, (len(vectors), count)
+                    new_file = self.store.faiss_path(generation)
+                    vectors.save(new_file)
+                conn.execute(update(s.index_state).where(s.index_state.c.id == 1).values(
+                    generation=generation, embedding_model=model, dim=dim, chunk_count=count))
+        except BaseException:
+            self._vectors = None  # the in-memory copy has changes SQL refused: reload next time
+            if new_file is not None:
+                new_file.unlink(missing_ok=True)
+            raise
+        self._vectors = vectors
+        self._ops.clear()
+        self._pending_hash.clear()
+        self._pending_paths.clear()
+        self.staged_chunks = 0
+        self.store.retire_old_files(keep=generation)
+
+    def _load_vectors(self) -> VectorIndex | None:
+        if self._vectors is None:
+            _, self._vectors = self.store.load_vectors()
+        return self._vectors
+
+    @staticmethod
+    def _check_model(model: str | None, dim: int | None, op: _Put) -> tuple[str, int]:
+        op_dim = int(op.vectors.shape[1]) if op.vectors.ndim == 2 else dim
+        if model is None or dim is None:
+            return op.model, int(op_dim or 0)
+        # The pipeline re-embeds the store before adding vectors of another model; this guards it.
+        assert op.model == model and op_dim == dim, f"mixing embedding models {model} and {op.model}"
+        return model, dim
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _document_values(f: FileFacts, **extra: Any) -> dict[str, Any]:
+    return dict(collection_id=f.collection_id, path=f.path, content_hash=f.content_hash,
+                size_bytes=f.size_bytes, doc_type=f.doc_type, updated_at=_now(), **extra)
+
+
+def _existing_row(conn: Connection, f: FileFacts) -> Any:
+    d = s.documents.c
+    return conn.execute(select(s.documents).where(d.collection_id == f.collection_id, d.path == f.path)).first()
+
+
+def _drop_content(conn: Connection, document_id: int, removed: list[int]) -> None:
+    ids = conn.execute(select(s.chunks.c.id).where(s.chunks.c.document_id == document_id)).scalars().all()
+    removed.extend(ids)
+    conn.execute(delete(s.chunks).where(s.chunks.c.document_id == document_id))
+    conn.execute(delete(s.pages).where(s.pages.c.document_id == document_id))
+
+
+def _upsert(conn: Connection, row: Any, values: dict[str, Any]) -> int:
+    if row is None:
+        return conn.execute(insert(s.documents).values(created_at=_now(), **values)
+                            .returning(s.documents.c.id)).scalar_one()
+    conn.execute(update(s.documents).where(s.documents.c.id == row.id).values(**values))
+    return int(row.id)
+
+
+def _apply_put(conn: Connection, op: _Put, removed: list[int]) -> np.ndarray:
+    row = _existing_row(conn, op.facts)
+    if row is not None:
+        _drop_content(conn, row.id, removed)
+    version = 1 if row is None else row.version + (1 if row.status == "ready" else 0)
+    c = op.content
+    doc_id = _upsert(conn, row, _document_values(
+        op.facts, title=c.title, pages=len(c.pages) if c.paginated else None, version=version,
+        status="ready", error=None, duplicate_of=None))
+    conn.execute(insert(s.pages), [{"document_id": doc_id, "page_no": i + 1, "text": t} for i, t in enumerate(c.pages)])
+    rows = [
+        dict(document_id=doc_id, ordinal=ch.ordinal, text=ch.text, n_tokens=ch.n_tokens,
+             char_start=ch.char_start, char_end=ch.char_end, page_start=ch.page_start, page_end=ch.page_end,
+             page_char_start=ch.page_char_start, page_char_end=ch.page_char_end,
+             embedding_model=op.model, embedding=op.vectors[i].astype(np.float32).tobytes())
+        for i, ch in enumerate(c.chunks)
+    ]
+    ids = conn.execute(insert(s.chunks).returning(s.chunks.c.id, sort_by_parameter_order=True), rows).scalars().all()
+    return np.asarray(ids, dtype=np.int64)
+
+
+def _apply_failed(conn: Connection, op: _Failed) -> None:
+    row = _existing_row(conn, op.facts)
+    if row is not None and row.status == "ready":
+        # The new version could not be read: keep the old one searchable and say why it is old.
+        conn.execute(update(s.documents).where(s.documents.c.id == row.id)
+                     .values(error=f"latest version not read: {op.error}", updated_at=_now()))
+        return
+    _upsert(conn, row, _document_values(op.facts, title=_title_from_path(op.facts.path), pages=None,
+                                        version=1, status="failed", error=op.error, duplicate_of=None))
+
+
+def _apply_duplicate(conn: Connection, op: _Duplicate, removed: list[int]) -> None:
+    d = s.documents.c
+    original = conn.execute(select(s.documents).where(d.collection_id == op.facts.collection_id,
+                                                      d.path == op.original_path)).one()
+    row = _existing_row(conn, op.facts)
+    if row is not None:
+        _drop_content(conn, row.id, removed)
+    _upsert(conn, row, _document_values(op.facts, title=original.title, pages=original.pages, version=1,
+                                        status="duplicate", error=None, duplicate_of=original.id))
+
+
+def _apply_remove(conn: Connection, op: _Remove, removed: list[int]) -> None:
+    d = s.documents.c
+    row = conn.execute(select(s.documents).where(d.id == op.document_id)).first()
+    if row is None:
+        return
+    copies = conn.execute(select(d.id).where(d.duplicate_of == row.id, d.status == "duplicate")
+                          .order_by(d.id)).scalars().all()
+    if row.status == "ready" and copies:
+        # Same content lives on under another path: hand the chunks over instead of dropping them.
+        heir = copies[0]
+        conn.execute(update(s.chunks).where(s.chunks.c.document_id == row.id).values(document_id=heir))
+        conn.execute(update(s.pages).where(s.pages.c.document_id == row.id).values(document_id=heir))
+        conn.execute(update(s.documents).where(d.id == heir).values(
+            status="ready", duplicate_of=None, version=row.version, updated_at=_now()))
+        conn.execute(update(s.documents).where(d.duplicate_of == row.id).values(duplicate_of=heir))
+    else:
+        _drop_content(conn, row.id, removed)
+    conn.execute(delete(s.documents).where(d.id == row.id))
+
+
+def _title_from_path(path: str) -> str:
+    from pathlib import Path
+
+    return Path(path).stem

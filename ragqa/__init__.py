@@ -1,0 +1,1 @@
+"""ragqa: the command line and the one place that wires the parts together from settings."""

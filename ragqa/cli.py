@@ -1,0 +1,183 @@
+"""The `ragqa` command. Thin: parse arguments, build parts through `wiring`, print results."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from ragqa.edge import user_errors
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+                  help="Question answering over your own documents, with citations.")
+bench_app = typer.Typer(no_args_is_help=True, help="Measure speed (nothing is asserted; numbers are printed).")
+app.add_typer(bench_app, name="bench")
+
+_settings: Any = None
+
+
+def settings() -> Any:
+    """Read once, at the edge."""
+    global _settings
+    if _settings is None:
+        from rag.settings import load_settings
+
+        _settings = load_settings()
+    return _settings
+
+
+def _home() -> Path:
+    try:
+        return settings().home
+    except Exception:  # noqa: BLE001 - settings themselves may be what failed
+        return Path(".ragqa")
+
+
+edge = user_errors(_home)
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
+
+
+def _print_json(obj: Any) -> None:
+    typer.echo(json.dumps(obj, indent=None, default=str))
+
+
+@app.command()
+@edge
+def ingest(
+    paths: Annotated[list[Path], typer.Argument(help="Files and folders to ingest.")],
+    collection: Annotated[str, typer.Option(help="Collection to put the documents in.")] = "default",
+    password_file: Annotated[Path | None, typer.Option(help="TSV: FILENAME<TAB>PASSWORD per line.")] = None,
+    prune: Annotated[bool, typer.Option("--prune", help="Remove documents whose files are gone.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Add and update documents; unchanged files are skipped. Exit 1 when some files failed."""
+    from ingest.discover import PasswordBook
+    from ingest.pipeline import ingest as run_ingest
+    from ragqa import wiring
+    from ragqa.progress import terminal_progress
+
+    wiring.offline()
+    cfg = settings()
+    book = PasswordBook.read(password_file) if password_file else None
+    store = wiring.open_store(cfg)
+    progress = terminal_progress(not as_json)
+    with progress or contextlib.nullcontext():
+        summary = run_ingest(paths, store, cfg, wiring.embedding_ref(cfg), collection=collection,
+                             passwords=book, prune=prune, load_embedder=lambda: wiring.load_embedder(cfg),
+                             progress=progress)
+    if as_json:
+        _print_json(summary.as_json())
+    else:
+        _print_ingest_summary(summary)
+    raise typer.Exit(1 if summary.failed else 0)
+
+
+def _print_ingest_summary(summary: Any) -> None:
+    typer.echo(f"added {summary.added}, updated {summary.updated}, unchanged {summary.unchanged}, "
+               f"removed {summary.removed}, failed {len(summary.failed)}"
+               + (f", duplicates {len(summary.duplicates)}" if summary.duplicates else "")
+               + f"  ({summary.pages} pages, {summary.chunks} chunks, {summary.seconds:.1f}s)")
+    for d in summary.duplicates:
+        typer.echo(f"  same content: {d['path']} = {d['same_as']} (stored once)")
+    for w in summary.warnings:
+        typer.echo(f"  warning: {w['path']}: {w['warning']}")
+    for f in summary.failed:
+        typer.echo(f"  failed: {f['path']}: {f['error']}", err=True)
+
+
+@app.command()
+@edge
+def docs(
+    collection: Annotated[str | None, typer.Option(help="Only this collection.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List documents with their status."""
+    from ragqa import wiring
+
+    rows = wiring.open_store(settings()).documents(collection)
+    if as_json:
+        _print_json([d.as_json() for d in rows])
+        return
+    if not rows:
+        typer.echo("no documents (add some with `ragqa ingest PATH`)")
+    for d in rows:
+        pages = f"{d.pages}p" if d.pages else "-"
+        note = f"  [{d.error}]" if d.error else ""
+        typer.echo(f"{d.id:>6}  {d.status:<9} {d.collection:<12} {pages:>5} {d.chunks:>5}ch  {d.title[:50]:<50}  {d.path}{note}")
+
+
+@app.command()
+@edge
+def remove(
+    documents: Annotated[list[str], typer.Argument(help="Document ids or paths (see `ragqa docs`).")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Delete documents from the store (their files are left alone)."""
+    from ragqa import wiring
+
+    store = wiring.open_store(settings())
+    found = store.resolve_documents(documents)
+    with store.writer() as w:
+        for d in found:
+            w.remove(d.id)
+    if as_json:
+        _print_json({"removed": [d.id for d in found]})
+    else:
+        for d in found:
+            typer.echo(f"removed {d.id}  {d.path}")
+
+
+@app.command()
+@edge
+def check(
+    repair: Annotated[bool, typer.Option("--repair", help="Rebuild the vector index from SQL.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Verify that the SQL store and the FAISS index agree (exit 0 when they do)."""
+    from ragqa import wiring
+
+    store = wiring.open_store(settings())
+    report = store.repair() if repair else store.check()
+    if as_json:
+        _print_json({"ok": report.ok, "problems": report.problems, "notes": report.notes,
+                     "documents": report.documents, "chunks": report.chunks, "vectors": report.vectors,
+                     "generation": report.generation})
+    else:
+        verdict = "ok" if report.ok else "INCONSISTENT"
+        typer.echo(f"{verdict}: {report.documents} documents, {report.chunks} chunks, {report.vectors} vectors "
+                   f"(index generation {report.generation})")
+        for p in report.problems:
+            typer.echo(f"  problem: {p}")
+        for n in report.notes:
+            typer.echo(f"  note: {n}")
+        if not report.ok:
+            typer.echo("  run `ragqa check --repair` to rebuild the vector index from SQL")
+    raise typer.Exit(0 if report.ok else 1)
+
+
+@bench_app.command("ingest")
+@edge
+def bench_ingest(
+    path: Annotated[Path, typer.Argument(help="A file or folder to ingest into a temporary store.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Pages/s and chunks/s of the pipeline against SentenceTransformer.encode alone."""
+    from ingest.bench import bench_ingest as run
+
+    result = run(path, settings())
+    if as_json:
+        _print_json(result)
+        return
+    for key, value in result.items():
+        typer.echo(f"{key:<28} {value}")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,58 @@
+"""Where exceptions become messages: one line on stderr and an exit code, never a traceback.
+Unexpected errors are logged in full to the home's log file for whoever debugs them."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import typer
+
+from rag.errors import RagqaError
+
+F = TypeVar("F", bound=Callable[..., Any])
+log = logging.getLogger("ragqa")
+
+
+def fail(message: str, code: int) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def user_errors(home: Callable[[], Path]) -> Callable[[F], F]:
+    def wrap(fn: F) -> F:
+        @functools.wraps(fn)
+        def inner(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return fn(*args, **kwargs)
+            except (typer.Exit, typer.Abort, SystemExit):
+                raise
+            except RagqaError as exc:
+                fail(str(exc), exc.exit_code)
+            except KeyboardInterrupt:
+                typer.echo("interrupted", err=True)
+                raise typer.Exit(130) from None
+            except Exception as exc:  # noqa: BLE001 - the last line of defence
+                where = _log_crash(home())
+                fail(f"internal error ({type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}); "
+                     f"details in {where}", 3)
+
+        return inner  # type: ignore[return-value]
+
+    return wrap
+
+
+def _log_crash(home: Path) -> Path:
+    path = home / "logs" / "ragqa.log"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a", encoding="utf-8") as fh:
+            fh.write(f"--- {' '.join(sys.argv)}\n{traceback.format_exc()}\n")
+    except OSError:
+        pass
+    return path
