@@ -12,6 +12,7 @@ from pathlib import Path
 from rag.errors import LoadError
 
 _SNIFF = 8192
+_PREFERRED = ("utf_8", "cp1252", "latin_1", "iso8859_15")
 
 
 @dataclass(frozen=True)
@@ -50,9 +51,14 @@ def decode_text(data: bytes) -> str:
         return data.decode("utf-8")  # the common case, and exact
     except UnicodeDecodeError:
         pass
-    best = from_bytes(data).best()
+    matches = from_bytes(data)
+    best = matches.best()
     if best is None:
         raise LoadError("cannot decode text: unknown encoding or binary content")
+    # Single-byte code pages often tie; the detector cannot know that Western Windows text is by
+    # far the most common legacy input, so break ties in its favour.
+    tied = [m for m in matches if (m.chaos, m.coherence) == (best.chaos, best.coherence)]
+    best = next((m for pref in _PREFERRED for m in tied if m.encoding == pref), best)
     text = str(best)
     if _control_share(text) > 0.05:
         raise LoadError("binary content, not text")

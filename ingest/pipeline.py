@@ -117,6 +117,9 @@ class _Job:
         self._batch_chunks = 0
         self._last_commit = time.monotonic()
         self.collection_id = 0
+        # Same content seen twice in this run: the copies wait for the first one to settle.
+        self._in_flight: dict[str, str] = {}  # content hash -> path being read
+        self._copies: dict[str, list[FileFacts]] = {}  # path being read -> files with its content
 
     # ---- setup -----------------------------------------------------------------------------
     @property
@@ -179,11 +182,14 @@ class _Job:
         if existing is not None and existing.content_hash == digest and existing.status in ("ready", "duplicate"):
             self.summary.unchanged += 1
             return self._done(path, "unchanged")
+        if digest in self._in_flight:
+            self._copies.setdefault(self._in_flight[digest], []).append(facts)
+            return None
         original = self.writer.original_of(self.collection_id, digest, path)
         if original is not None:
-            self.writer.put_duplicate(facts, original)
-            self.summary.duplicates.append({"path": path, "same_as": original})
-            return self._done(path, "duplicate")
+            self._duplicate(facts, original)
+            return None
+        self._in_flight[digest] = path
         return _Pending(facts, "updated" if existing is not None and existing.status == "ready" else "added")
 
     def _collect(self, pending: _Pending, future: Future) -> None:
@@ -218,16 +224,25 @@ class _Job:
                 self.summary.pages += len(content.pages)
                 self.summary.chunks += n
                 self._done(p.facts.path, p.outcome)
+                for copy in self._copies.pop(p.facts.path, []):
+                    self._duplicate(copy, p.facts.path)
             self._batch, self._batch_chunks = [], 0
         if self.writer.staged_chunks >= COMMIT_CHUNKS or time.monotonic() - self._last_commit > COMMIT_SECONDS:
             self.writer.commit()
             self._last_commit = time.monotonic()
 
     # ---- outcomes ----------------------------------------------------------------------------
+    def _duplicate(self, facts: FileFacts, original: str) -> None:
+        self.writer.put_duplicate(facts, original)
+        self.summary.duplicates.append({"path": facts.path, "same_as": original})
+        self._done(facts.path, "duplicate")
+
     def _fail(self, facts: FileFacts, reason: str) -> None:
         self.writer.put_failed(facts, reason)
         self.summary.failed.append({"path": facts.path, "error": reason})
         self._done(facts.path, "failed")
+        for copy in self._copies.pop(facts.path, []):
+            self._fail(copy, reason)
 
     def _fail_unhashed(self, path: str, reason: str) -> None:
         # Not recorded in the store: there is no content to tell versions apart.

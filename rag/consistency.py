@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from sqlalchemy import Connection, func, select, update
+from sqlalchemy import Connection, bindparam, func, select, update
 
 from rag import schema as s
 from rag.store import CheckReport, Store, vectors_from_blobs
@@ -122,8 +122,10 @@ def reembed_store(store: Store, embedder: Embedder, on_progress: Callable[[int],
         state = store.index_state(conn)
         for ids, texts in _chunk_batches(conn, column=s.chunks.c.text):
             vecs = embedder.encode(texts)
-            conn.execute(update(s.chunks), [
-                {"id": int(i), "embedding": v.tobytes(), "embedding_model": embedder.name} for i, v in zip(ids, vecs)])
+            conn.execute(
+                update(s.chunks).where(s.chunks.c.id == bindparam("cid"))
+                .values(embedding=bindparam("vec"), embedding_model=embedder.name),
+                [{"cid": int(i), "vec": v.tobytes()} for i, v in zip(ids, vecs)])
             index.add(ids, vecs)
             total += len(ids)
             if on_progress:

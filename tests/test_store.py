@@ -1,0 +1,125 @@
+"""The store: migrations, crash-safe commits, consistency check and repair."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from sqlalchemy import inspect
+
+from rag import schema
+from rag.migrations import LATEST, migrate
+from rag.records import Chunk, DocumentContent, FileFacts
+from rag.vectors import VectorIndex
+
+
+def _doc(cid: int, path: str, text: str, h: str) -> tuple[FileFacts, DocumentContent]:
+    chunk = Chunk(0, text, 5, 0, len(text), 1, 1, 0, len(text))
+    return FileFacts(cid, path, h, len(text), "text"), DocumentContent("T", [text], False, [chunk])
+
+
+def _vec(seed: int, dim: int = 8) -> np.ndarray:
+    v = np.random.default_rng(seed).normal(size=(1, dim)).astype(np.float32)
+    return v / np.linalg.norm(v)
+
+
+def test_migrations_build_the_declared_schema_and_rerun_safely(store: Any) -> None:
+    insp = inspect(store.engine)
+    for table in schema.metadata.sorted_tables:
+        assert {c["name"] for c in insp.get_columns(table.name)} == {c.name for c in table.columns}, table.name
+    assert migrate(store.engine) == []  # nothing pending the second time
+    with store.engine.connect() as c:
+        from rag.migrations import current_version
+
+        assert current_version(c) == LATEST
+
+
+def test_commit_writes_a_new_generation_and_check_agrees(store: Any) -> None:
+    with store.writer() as w:
+        cid = w.ensure_collection("default")
+        for i in range(3):
+            facts, content = _doc(cid, f"/d/{i}.txt", f"text {i}", f"h{i}")
+            w.put_document(facts, content, _vec(i), "m")
+    state = store.index_state()
+    assert state.generation == 1 and state.chunk_count == 3 and state.dim == 8
+    assert store.check().ok
+    assert sorted(p.name for p in store.index_dir.glob("*.faiss")) == ["vectors-00000001.faiss"]
+
+
+def test_failed_commit_leaves_the_store_as_it_was(store: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    with store.writer() as w:
+        cid = w.ensure_collection("default")
+        w.put_document(*_doc(cid, "/d/a.txt", "alpha", "ha"), _vec(1), "m")
+    before = store.index_state()
+
+    real_save = VectorIndex.save
+
+    def save_then_die(self: VectorIndex, path: Path) -> None:
+        real_save(self, path)  # the new file is complete ...
+        raise OSError("disk vanished")  # ... but the SQL transaction never commits
+
+    monkeypatch.setattr(VectorIndex, "save", save_then_die)
+    with pytest.raises(OSError):
+        with store.writer() as w:
+            w.put_document(*_doc(cid, "/d/b.txt", "beta", "hb"), _vec(2), "m")
+    monkeypatch.undo()
+    assert store.index_state() == before
+    assert [d.path for d in store.documents()] == ["/d/a.txt"]
+    assert store.check().ok
+
+
+def test_check_finds_a_missing_or_stale_index_and_repair_mends_it(store: Any) -> None:
+    with store.writer() as w:
+        cid = w.ensure_collection("default")
+        for i in range(4):
+            w.put_document(*_doc(cid, f"/d/{i}.txt", f"t{i}", f"h{i}"), _vec(i), "m")
+    path = store.faiss_path(store.index_state().generation)
+    stale = VectorIndex.load(path)
+    stale.remove(np.asarray([stale.ids()[0]]))
+    stale.save(path)
+    report = store.check()
+    assert not report.ok and any("no vector" in p for p in report.problems)
+    path.unlink()
+    assert not store.check().ok
+    repaired = store.repair()
+    assert repaired.ok and repaired.vectors == 4
+
+
+def test_removing_a_document_hands_its_chunks_to_a_duplicate(store: Any) -> None:
+    with store.writer() as w:
+        cid = w.ensure_collection("default")
+        w.put_document(*_doc(cid, "/d/a.txt", "same words", "H"), _vec(1), "m")
+    with store.writer() as w:
+        facts, _ = _doc(cid, "/d/copy.txt", "same words", "H")
+        w.put_duplicate(facts, "/d/a.txt")
+    original = next(d for d in store.documents() if d.path == "/d/a.txt")
+    with store.writer() as w:
+        w.remove(original.id)
+    (heir,) = store.documents()
+    assert heir.path == "/d/copy.txt" and heir.status == "ready" and heir.chunks == 1
+    assert store.check().ok
+
+
+def test_a_second_writer_waits_and_then_gives_up_clearly(store: Any) -> None:
+    import threading
+
+    from rag.errors import StoreError
+
+    outcome: list[str] = []
+
+    def second_writer() -> None:
+        try:
+            with store.writer(wait_s=0.3):
+                outcome.append("got in")
+        except StoreError as exc:
+            outcome.append(str(exc))
+
+    with store.writer():
+        t = threading.Thread(target=second_writer)
+        t.start()
+        t.join()
+    assert len(outcome) == 1 and "another ingest" in outcome[0]
+    second_writer()  # free again once the first writer is done
+    assert outcome[-1] == "got in"
