@@ -27,8 +27,7 @@ from rag.writer import StoreWriter
 
 READ_AHEAD = 8  # files read ahead of the embedder
 EMBED_BATCH_CHUNKS = 512  # chunks embedded together (across files: small files batch well)
-COMMIT_CHUNKS = 4096  # commit at least this often ...
-COMMIT_SECONDS = 60.0  # ... or this often
+COMMIT_SECONDS = 60.0  # commit at least this often (and every settings.commit_chunks chunks)
 
 
 class Progress(Protocol):
@@ -202,7 +201,7 @@ class _Job:
             self.summary.warnings.append({"path": pending.facts.path, "warning": w})
         self._batch.append(pending)
         self._batch_chunks += len(pending.content.chunks)
-        if self._batch_chunks >= EMBED_BATCH_CHUNKS:
+        if self._batch_chunks >= min(EMBED_BATCH_CHUNKS, self.settings.commit_chunks):
             self._flush()
 
     def _flush(self) -> None:
@@ -227,7 +226,7 @@ class _Job:
                 for copy in self._copies.pop(p.facts.path, []):
                     self._duplicate(copy, p.facts.path)
             self._batch, self._batch_chunks = [], 0
-        if self.writer.staged_chunks >= COMMIT_CHUNKS or time.monotonic() - self._last_commit > COMMIT_SECONDS:
+        if self.writer.staged_chunks >= self.settings.commit_chunks or time.monotonic() - self._last_commit > COMMIT_SECONDS:
             self.writer.commit()
             self._last_commit = time.monotonic()
 

@@ -31,6 +31,7 @@ class Settings(BaseSettings):
     chunk_tokens: int = Field(192, ge=16, description="Largest chunk, in embedding-model tokens.")
     chunk_overlap: int = Field(32, ge=0, description="Tokens shared by neighbouring chunks.")
 
+    commit_chunks: int = Field(4096, ge=1, description="Commit the store at least every N new chunks.")
     max_file_mb: float = Field(200.0, gt=0, description="Larger files are refused.")
     file_timeout_s: float = Field(300.0, gt=0, description="Reading one file may take this long.")
     loader_memory_mb: int = Field(4096, ge=256, description="Memory cap of the file reader process.")
