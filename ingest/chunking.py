@@ -1,17 +1,28 @@
 """Chunking along the text's own structure, sized in the embedding model's tokens.
 
-semantic-text-splitter does the splitting (headings and paragraphs first, then sentences, then
-words) and gives exact character offsets. We add what it does not know: pages, and folding a
-tiny fragment (a lone title line) into its neighbour.
+The document is tokenized once, with offsets; the size of any span is then two bisections away.
+Page breaks always end a chunk. Otherwise cuts are made at the strongest boundary that keeps a
+chunk within budget: section breaks, then paragraphs, then lines and sentence ends, then words. Neighbouring chunks share up to
+`overlap` tokens of whole units (sentences or lines), so a fact cut at a boundary is whole in one.
 """
 
 from __future__ import annotations
 
 import bisect
-from collections.abc import Callable, Sequence
-from typing import Any
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 from rag.records import PAGE_SEPARATOR, Chunk
+
+# Boundary strength: a cut *before* the match start (headings) or *after* the match end (others).
+_LEVELS: list[tuple[int, re.Pattern[str]]] = [
+    (4, re.compile(re.escape(PAGE_SEPARATOR))),  # page breaks
+    (3, re.compile(r"\n(?=#{1,6} )")),  # Markdown section headings
+    (2, re.compile(r"\n[ \t]*\n")),  # paragraphs (and bigger gaps)
+    (1, re.compile(r"(?<=[.!?;:])[\"')\]]*\s+|\n")),  # sentence ends and lines
+    (0, re.compile(r"\s+")),  # words
+]
 
 
 def join_pages(pages: Sequence[str]) -> tuple[str, list[int]]:
@@ -23,56 +34,94 @@ def join_pages(pages: Sequence[str]) -> tuple[str, list[int]]:
     return PAGE_SEPARATOR.join(pages), starts
 
 
-def make_splitter(tokenizer_json: str, max_tokens: int, overlap: int, markdown: bool) -> Any:
-    from semantic_text_splitter import MarkdownSplitter, TextSplitter
-    from tokenizers import Tokenizer
-
-    tokenizer = Tokenizer.from_str(tokenizer_json)
-    kind = MarkdownSplitter if markdown else TextSplitter
-    # A range lets the splitter stop at a better boundary once a chunk is half full.
-    return kind.from_huggingface_tokenizer(tokenizer, capacity=(max_tokens // 2, max_tokens), overlap=overlap, trim=True)
+@dataclass(frozen=True)
+class _Unit:
+    start: int
+    end: int
+    level: int  # strength of the boundary at this unit's end
 
 
-def chunk_pages(
-    pages: Sequence[str],
-    split: Callable[[str], list[tuple[int, str]]],
-    count_tokens: Callable[[str], int],
-    max_tokens: int,
-) -> list[Chunk]:
-    """Chunks of the joined pages. `split(text)` gives (offset, chunk) pairs as the splitter does."""
-    text, starts = join_pages(pages)
-    spans = [(off, off + len(piece)) for off, piece in split(text) if piece.strip()]
-    spans = _fold_small(spans, text, count_tokens, max_tokens)
-    out = []
-    for ordinal, (a, b) in enumerate(spans):
-        p0 = bisect.bisect_right(starts, a) - 1
-        p1 = bisect.bisect_right(starts, b - 1) - 1
-        piece = text[a:b]
-        out.append(Chunk(
-            ordinal=ordinal, text=piece, n_tokens=count_tokens(piece), char_start=a, char_end=b,
-            page_start=p0 + 1, page_end=p1 + 1,
-            page_char_start=a - starts[p0], page_char_end=min(b - starts[p1], len(pages[p1])),
-        ))
+class TokenSpans:
+    """Token offsets of one text: counts tokens of any span without re-tokenizing."""
+
+    def __init__(self, starts: list[int], ends: list[int], specials: int) -> None:
+        self.starts, self.ends, self.specials = starts, ends, specials
+
+    def count(self, a: int, b: int) -> int:
+        return bisect.bisect_right(self.ends, b) - bisect.bisect_left(self.starts, a) + self.specials
+
+
+def split_units(text: str, spans: TokenSpans, max_tokens: int) -> list[_Unit]:
+    """Cut the text into sentence-sized units (smaller only where a sentence exceeds the budget),
+    each tagged with the strength of the boundary it ends at."""
+    out: list[_Unit] = []
+    _split(text, 0, len(text), 0, 5, spans, max_tokens, out)
     return out
 
 
-def _fold_small(spans: list[tuple[int, int]], text: str, count_tokens: Callable[[str], int],
-                max_tokens: int) -> list[tuple[int, int]]:
-    """Merge a chunk of under an eighth of the budget into the next one when both fit together."""
-    small = max(8, max_tokens // 8)
-    out: list[tuple[int, int]] = []
+def _split(text: str, a: int, b: int, depth: int, end_level: int, spans: TokenSpans, budget: int,
+           out: list[_Unit]) -> None:
+    fits = spans.count(a, b) <= budget
+    if depth == len(_LEVELS) or (fits and _LEVELS[depth][0] < 1):  # sentences are fine-grained enough
+        if fits:
+            out.append(_Unit(a, b, end_level))
+        else:
+            _hard_split(a, b, end_level, spans, budget, out)
+        return
+    level, pattern = _LEVELS[depth]
+    cuts = [c for m in pattern.finditer(text, a, b) if a < (c := m.start() if level == 3 else m.end()) < b]
+    bounds = [a, *cuts, b]
+    for i in range(len(bounds) - 1):
+        last = i == len(bounds) - 2
+        _split(text, bounds[i], bounds[i + 1], depth + 1, end_level if last else level, spans, budget, out)
+
+
+def _hard_split(a: int, b: int, end_level: int, spans: TokenSpans, budget: int, out: list[_Unit]) -> None:
+    """A single 'word' longer than the budget (a URL, a table row without spaces): cut by tokens."""
+    first = bisect.bisect_left(spans.starts, a)
+    last = bisect.bisect_right(spans.ends, b)
+    step = max(1, budget - spans.specials)
+    pos = a
+    for i in range(first + step, last, step):
+        out.append(_Unit(pos, spans.starts[i], -1))
+        pos = spans.starts[i]
+    out.append(_Unit(pos, b, end_level))
+
+
+def pack(units: list[_Unit], spans: TokenSpans, max_tokens: int, overlap: int) -> list[tuple[int, int]]:
+    """Greedy packing of units into chunks; once a chunk is half full it ends at a strong boundary."""
+    chunks: list[tuple[int, int]] = []
     i = 0
-    while i < len(spans):
-        a, b = spans[i]
-        while i + 1 < len(spans) and count_tokens(text[a:b]) < small:
-            merged = (a, max(b, spans[i + 1][1]))
-            if count_tokens(text[merged[0]:merged[1]]) > max_tokens:
+    while i < len(units):
+        j = i  # units i..j-1 are in the chunk
+        best_end = None
+        while j < len(units) and spans.count(units[i].start, units[j].end) <= max_tokens:
+            j += 1
+            if units[j - 1].level >= 4:  # never across a page break: a citation names one page
                 break
-            a, b = merged
-            i += 1
-        out.append((a, b))
-        i += 1
-    return out
+            if spans.count(units[i].start, units[j - 1].end) >= max_tokens // 2 and units[j - 1].level >= 2:
+                best_end = j  # a paragraph-or-stronger boundary past half the budget
+        j = max(j, i + 1)
+        if best_end is not None and j < len(units) and units[j - 1].level < 2:
+            j = best_end
+        chunks.append((units[i].start, units[j - 1].end))
+        if j >= len(units):
+            break
+        # Overlap: step back over whole units (at most `overlap` tokens, never to the chunk start).
+        k = j
+        while (k - 1 > i and units[k - 1].level < 3
+               and spans.count(units[k - 1].start, units[j - 1].end) - spans.specials <= overlap):
+            k -= 1
+        i = k
+    return chunks
+
+
+def _trim(text: str, a: int, b: int) -> tuple[int, int]:
+    while a < b and text[a].isspace():
+        a += 1
+    while b > a and text[b - 1].isspace():
+        b -= 1
+    return a, b
 
 
 class Chunker:
@@ -81,15 +130,34 @@ class Chunker:
     def __init__(self, tokenizer_json: str, max_tokens: int, overlap: int) -> None:
         from tokenizers import Tokenizer
 
-        self.max_tokens = max_tokens
+        self.max_tokens, self.overlap = max_tokens, overlap
         self._tok = Tokenizer.from_str(tokenizer_json)
-        self._plain = make_splitter(tokenizer_json, max_tokens, overlap, markdown=False)
-        self._markdown = make_splitter(tokenizer_json, max_tokens, overlap, markdown=True)
+        self._specials = len(self._tok.encode("").ids)
 
     def count_tokens(self, text: str) -> int:
-        """Tokens as the model sees them, [CLS] and [SEP] included."""
+        """Tokens as the model sees them, special tokens included."""
         return len(self._tok.encode(text).ids)
 
-    def chunk(self, pages: Sequence[str], markdown: bool) -> list[Chunk]:
-        splitter = self._markdown if markdown else self._plain
-        return chunk_pages(pages, splitter.chunk_indices, self.count_tokens, self.max_tokens)
+    def token_spans(self, text: str) -> TokenSpans:
+        enc = self._tok.encode(text, add_special_tokens=False)
+        offsets = [o for o in enc.offsets if o[1] > o[0]]
+        return TokenSpans([o[0] for o in offsets], [o[1] for o in offsets], self._specials)
+
+    def chunk(self, pages: Sequence[str]) -> list[Chunk]:
+        text, starts = join_pages(pages)
+        spans = self.token_spans(text)
+        units = split_units(text, spans, self.max_tokens)
+        out: list[Chunk] = []
+        for a, b in pack(units, spans, self.max_tokens, self.overlap):
+            a, b = _trim(text, a, b)
+            if a >= b or (out and out[-1].char_start <= a and b <= out[-1].char_end):
+                continue
+            piece = text[a:b]
+            n = self.count_tokens(piece)
+            assert n <= self.max_tokens + 2, (n, self.max_tokens)  # offsets make this exact for WordPiece
+            p0 = bisect.bisect_right(starts, a) - 1
+            p1 = bisect.bisect_right(starts, b - 1) - 1
+            out.append(Chunk(ordinal=len(out), text=piece, n_tokens=n, char_start=a, char_end=b,
+                             page_start=p0 + 1, page_end=p1 + 1, page_char_start=a - starts[p0],
+                             page_char_end=min(b - starts[p1], len(pages[p1]))))
+        return out

@@ -72,7 +72,8 @@ def _control_share(text: str) -> float:
 
 
 def _normalise_newlines(text: str) -> str:
-    return text.replace("\r\n", "\n").replace("\r", "\n").replace("\x00", "")
+    # Form feeds become newlines: PAGE_SEPARATOR alone marks page breaks in a document's text.
+    return text.replace("\r\n", "\n").replace("\r", "\n").replace("\x00", "").replace("\f", "\n")
 
 
 def read_text(data: bytes) -> LoadedFile:

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+import numpy as np
+
 from ingest.discover import Candidate, PasswordBook, content_hash, discover
 from ingest.reader import FileReader, ReaderConfig
 from rag.consistency import reembed_store
@@ -27,6 +29,8 @@ from rag.writer import StoreWriter
 
 READ_AHEAD = 8  # files read ahead of the embedder
 EMBED_BATCH_CHUNKS = 512  # chunks embedded together (across files: small files batch well)
+MIN_EMBED_CHUNKS = 32  # ... but fewer rather than none while the reader is still busy
+ENCODE_STEP = 64  # chunks per encode call: how often the thread count can follow the reader
 COMMIT_SECONDS = 60.0  # commit at least this often (and every settings.commit_chunks chunks)
 
 
@@ -51,6 +55,8 @@ class IngestSummary:
     chunks: int = 0
     seconds: float = 0.0
     embed_seconds: float = 0.0
+    read_wait_seconds: float = 0.0  # main process idle, waiting for the reader process
+    store_seconds: float = 0.0  # SQL + FAISS commits
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -58,6 +64,7 @@ class IngestSummary:
             "failed": self.failed, "duplicates": self.duplicates, "warnings": self.warnings,
             "skipped": self.skipped, "pages": self.pages, "chunks": self.chunks,
             "seconds": round(self.seconds, 3), "embed_seconds": round(self.embed_seconds, 3),
+            "read_wait_seconds": round(self.read_wait_seconds, 3), "store_seconds": round(self.store_seconds, 3),
         }
 
 
@@ -103,6 +110,19 @@ def ingest(
     return summary
 
 
+def _torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
+def _size_or_zero(cand: Candidate) -> int:
+    try:
+        return cand.path.stat().st_size
+    except OSError:
+        return 0
+
+
 class _Job:
     def __init__(self, writer: StoreWriter, store: Store, settings: Settings, ref: EmbeddingModelRef,
                  passwords: PasswordBook, summary: IngestSummary, progress: Progress | None,
@@ -116,6 +136,8 @@ class _Job:
         self._batch_chunks = 0
         self._last_commit = time.monotonic()
         self.collection_id = 0
+        self._window: deque[tuple[_Pending, Future]] = deque()  # files being read, oldest first
+        self._cores = 0  # torch's thread count, read when the first embedding happens
         # Same content seen twice in this run: the copies wait for the first one to settle.
         self._in_flight: dict[str, str] = {}  # content hash -> path being read
         self._copies: dict[str, list[FileFacts]] = {}  # path being read -> files with its content
@@ -148,7 +170,9 @@ class _Job:
     def run(self, candidates: list[Candidate]) -> None:
         if self.progress:
             self.progress.start(len(candidates))
-        window: deque[tuple[_Pending, Future]] = deque()
+        window = self._window
+        # Small files first: embedding starts after seconds, not after the biggest file is parsed.
+        candidates = sorted(candidates, key=_size_or_zero)
         try:
             for cand in candidates:
                 pending = self._plan(cand)
@@ -163,6 +187,8 @@ class _Job:
         finally:
             if self._reader is not None:
                 self._reader.close()
+            if self._cores:
+                self.embedder.set_threads(self._cores)  # give back what was lent to the reader
 
     def _plan(self, cand: Candidate) -> _Pending | None:
         """Decide what to do with one file; returns the work to read it, or None if settled."""
@@ -192,11 +218,16 @@ class _Job:
         return _Pending(facts, "updated" if existing is not None and existing.status == "ready" else "added")
 
     def _collect(self, pending: _Pending, future: Future) -> None:
+        if not future.done() and self._batch_chunks >= MIN_EMBED_CHUNKS:
+            self._flush()  # embed what we have rather than wait idle for the reader
+        t0 = time.perf_counter()
         try:
             pending.content = self.reader().result(future)
         except LoadError as exc:
+            self.summary.read_wait_seconds += time.perf_counter() - t0
             self._fail(pending.facts, str(exc))
             return
+        self.summary.read_wait_seconds += time.perf_counter() - t0
         for w in pending.content.warnings:
             self.summary.warnings.append({"path": pending.facts.path, "warning": w})
         self._batch.append(pending)
@@ -208,10 +239,7 @@ class _Job:
         """Embed the batch, stage its documents, and commit when enough has piled up."""
         if self._batch:
             texts = [ch.text for p in self._batch for ch in p.content.chunks]  # type: ignore[union-attr]
-            t0 = time.perf_counter()
-            vectors = self.embedder.encode(texts)
-            self.summary.embed_seconds += time.perf_counter() - t0
-            self._count_embedded(len(texts))
+            vectors = np.concatenate([self._encode(texts[i:i + ENCODE_STEP]) for i in range(0, len(texts), ENCODE_STEP)])
             at = 0
             for p in self._batch:
                 content = p.content
@@ -227,8 +255,29 @@ class _Job:
                     self._duplicate(copy, p.facts.path)
             self._batch, self._batch_chunks = [], 0
         if self.writer.staged_chunks >= self.settings.commit_chunks or time.monotonic() - self._last_commit > COMMIT_SECONDS:
-            self.writer.commit()
-            self._last_commit = time.monotonic()
+            self._commit()
+
+    def _commit(self) -> None:
+        t0 = time.perf_counter()
+        self.writer.commit()
+        self.summary.store_seconds += time.perf_counter() - t0
+        self._last_commit = time.monotonic()
+
+    def _encode(self, texts: list[str]) -> np.ndarray:
+        """Embed one step's worth of texts. While the reader process is parsing, torch gets one
+        core fewer: a multi-threaded op waits for its slowest thread, so sharing a core with the
+        reader would slow every thread to the speed of the shared one."""
+        self._cores = self._cores or _torch_threads()
+        if self._cores > 1:
+            self.embedder.set_threads(self._cores - 1 if self._reader_busy() else self._cores)
+        t0 = time.perf_counter()
+        vectors = self.embedder.encode(texts)
+        self.summary.embed_seconds += time.perf_counter() - t0
+        self._count_embedded(len(texts))
+        return vectors
+
+    def _reader_busy(self) -> bool:
+        return any(not f.done() for _, f in self._window)
 
     # ---- outcomes ----------------------------------------------------------------------------
     def _duplicate(self, facts: FileFacts, original: str) -> None:

@@ -52,7 +52,7 @@ def read_and_chunk(path: str, doc_type: str, passwords: list[str], chunker: Any 
         raise LoadError(f"damaged {doc_type} file: structure nested too deeply") from None
     except Exception as exc:  # noqa: BLE001 - a parser's own bug on a broken file: report, go on
         raise LoadError(f"unreadable {doc_type} file: {type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}".rstrip(": ")) from None
-    chunks = chunker.chunk(loaded.pages, markdown=doc_type in ("markdown", "docx"))
+    chunks = chunker.chunk(loaded.pages)
     if not chunks:
         raise LoadError("no extractable text")
     return DocumentContent(loaded.title, loaded.pages, loaded.paginated, chunks, list(loaded.warnings))

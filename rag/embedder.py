@@ -83,6 +83,13 @@ class Embedder:
     def dim(self) -> int:
         return int(self.model.get_embedding_dimension())
 
+    def set_threads(self, n: int) -> None:
+        """CPU threads for the next encodes (the pipeline lends a core to its reader process)."""
+        import torch
+
+        if torch.get_num_threads() != n:
+            torch.set_num_threads(n)
+
     def encode(self, texts: list[str]) -> np.ndarray:
         """[n, dim] float32, L2-normalised."""
         if not texts:

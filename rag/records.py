@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-#: Pages are joined with this to make a document's text; chunk offsets count it.
-PAGE_SEPARATOR = "\n\n\n"
+#: Pages are joined with this to make a document's text; chunk offsets count it. Loaders remove
+#: form feeds from page text, so this marks page breaks and nothing else.
+PAGE_SEPARATOR = "\n\f\n"
 
 
 @dataclass(frozen=True)

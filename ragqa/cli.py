@@ -162,12 +162,17 @@ def check(
 @edge
 def bench_ingest(
     path: Annotated[Path, typer.Argument(help="A file or folder to ingest into a temporary store.")],
+    rounds: Annotated[int, typer.Option(min=1, help="Interleaved rounds of pipeline and encode alone.")] = 2,
     as_json: JsonOpt = False,
 ) -> None:
     """Pages/s and chunks/s of the pipeline against SentenceTransformer.encode alone."""
     from ingest.bench import bench_ingest as run
 
-    result = run(path, settings())
+    if not path.exists():
+        from rag.errors import ConfigError
+
+        raise ConfigError(f"no such file or folder: {path}")
+    result = run(path, settings(), rounds=rounds)
     if as_json:
         _print_json(result)
         return
