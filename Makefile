@@ -32,7 +32,9 @@ demo: install
 	$(BIN)/ragqa ingest docs --collection docs
 
 run: demo
-	$(BIN)/ragqa ui
+	@echo
+	@echo "The demo library (this project's docs/) is ingested into .ragqa/."
+	@echo "Try:  $(BIN)/ragqa docs      and      $(BIN)/ragqa check"
 
 clean:
 	rm -rf $(VENV) .ragqa .pytest_cache

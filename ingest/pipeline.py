@@ -239,7 +239,15 @@ class _Job:
         """Embed the batch, stage its documents, and commit when enough has piled up."""
         if self._batch:
             texts = [ch.text for p in self._batch for ch in p.content.chunks]  # type: ignore[union-attr]
-            vectors = np.concatenate([self._encode(texts[i:i + ENCODE_STEP]) for i in range(0, len(texts), ENCODE_STEP)])
+            # Steps of similar length pad little (encode sorts within a call, not across calls).
+            order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+            vectors = np.empty((len(texts), self.embedder.dim), dtype=np.float32)
+            at = 0
+            while at < len(order):
+                # While the reader works, small steps: the core goes back as soon as it is done.
+                step = order[at:at + (self.embedder.batch_size if self._reader_busy() else ENCODE_STEP)]
+                vectors[step] = self._encode([texts[j] for j in step])
+                at += len(step)
             at = 0
             for p in self._batch:
                 content = p.content
