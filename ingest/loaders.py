@@ -9,7 +9,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from rag.errors import LoadError
+from rag.errors import LoadError, one_line
 
 _SNIFF = 8192
 _PREFERRED = ("utf_8", "cp1252", "latin_1", "iso8859_15")
@@ -154,7 +154,7 @@ def read_pdf(data: bytes, passwords: list[str]) -> LoadedFile:
     except FileNotDecryptedError:
         raise LoadError("encrypted PDF: no given password opens it") from None
     except PdfReadError as exc:
-        raise LoadError(f"damaged PDF: {_one_line(exc)}") from None
+        raise LoadError(f"damaged PDF: {one_line(exc)}") from None
     if n_pages == 0:
         raise LoadError("PDF has no pages")
     pages: list[str] = []
@@ -176,7 +176,7 @@ def _decrypt(reader, passwords: list[str], password_type) -> None:  # type: igno
                 return
         except Exception as exc:  # noqa: BLE001 - pypdf raises several kinds here
             if "cryptography" in str(exc) or "AES" in str(exc):
-                raise LoadError(f"encrypted PDF: {_one_line(exc)}") from None
+                raise LoadError(f"encrypted PDF: {one_line(exc)}") from None
     raise LoadError("encrypted PDF: no given password opens it (see --password-file)")
 
 
@@ -189,11 +189,6 @@ def _pdf_title(reader, pages: list[str]) -> str:  # type: ignore[no-untyped-def]
         return title
     first = next((p for p in pages if p.strip()), "")
     return next((ln.strip() for ln in first.splitlines() if len(ln.strip()) > 3), "")[:120]
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return (text[0] if text else type(exc).__name__)[:200]
 
 
 _READERS = {"text": read_text, "markdown": read_markdown, "html": read_html, "docx": read_docx, "pdf": read_pdf}

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rag.errors import LoadError
+from rag.errors import LoadError, one_line
 from rag.records import DocumentContent
 
 _worker: dict[str, Any] = {}
@@ -51,7 +51,7 @@ def read_and_chunk(path: str, doc_type: str, passwords: list[str], chunker: Any 
     except RecursionError:
         raise LoadError(f"damaged {doc_type} file: structure nested too deeply") from None
     except Exception as exc:  # noqa: BLE001 - a parser's own bug on a broken file: report, go on
-        raise LoadError(f"unreadable {doc_type} file: {type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}".rstrip(": ")) from None
+        raise LoadError(f"unreadable {doc_type} file ({type(exc).__name__}: {one_line(exc, 160)})") from None
     chunks = chunker.chunk(loaded.pages)
     if not chunks:
         raise LoadError("no extractable text")

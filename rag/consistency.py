@@ -11,6 +11,7 @@ import numpy as np
 from sqlalchemy import Connection, bindparam, func, select, update
 
 from rag import schema as s
+from rag.errors import one_line
 from rag.store import CheckReport, Store, vectors_from_blobs
 from rag.vectors import VectorIndex
 
@@ -56,7 +57,7 @@ def _check_faiss(store: Store, state: Any, sql_ids: np.ndarray, sample: dict[int
     try:
         vectors = VectorIndex.load(path)
     except (FileNotFoundError, RuntimeError) as exc:
-        report.problems.append(f"vector index {path.name} cannot be read: {str(exc).splitlines()[0]}")
+        report.problems.append(f"vector index {path.name} cannot be read: {one_line(exc)}")
         return
     report.vectors = len(vectors)
     faiss_ids = vectors.ids()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
-from rag.errors import StoreError
+from rag.errors import StoreError, one_line
 from rag.migrations import migrate
 
 
@@ -36,8 +36,7 @@ def open_database(url: str) -> Engine:
     try:
         migrate(engine)
     except OperationalError as exc:
-        first_line = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
-        raise StoreError(f"cannot open database {safe_url(url)}: {first_line}") from None
+        raise StoreError(f"cannot open database {safe_url(url)}: {one_line(exc.orig or exc)}") from None
     return engine
 
 

@@ -24,3 +24,9 @@ class StoreError(RagqaError):
 
 class NotFoundError(RagqaError):
     """A named document, collection or run does not exist."""
+
+
+def one_line(exc: BaseException, limit: int = 200) -> str:
+    """An exception as one short line: its first line of text, or its type's name."""
+    lines = str(exc).strip().splitlines()
+    return (lines[0] if lines else type(exc).__name__)[:limit]

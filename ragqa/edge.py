@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 import typer
 
-from rag.errors import RagqaError
+from rag.errors import RagqaError, one_line
 
 F = TypeVar("F", bound=Callable[..., Any])
 log = logging.getLogger("ragqa")
@@ -39,8 +39,7 @@ def user_errors(home: Callable[[], Path]) -> Callable[[F], F]:
                 raise typer.Exit(130) from None
             except Exception as exc:  # noqa: BLE001 - the last line of defence
                 where = _log_crash(home())
-                fail(f"internal error ({type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}); "
-                     f"details in {where}", 3)
+                fail(f"internal error ({type(exc).__name__}: {one_line(exc)}); details in {where}", 3)
 
         return inner  # type: ignore[return-value]
 
