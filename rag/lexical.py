@@ -1,0 +1,149 @@
+"""Lexical search: exact Okapi BM25 over an index that takes additions and deletions in place.
+
+Why not bm25s alone: it precomputes scores, so one new document means rebuilding everything
+(xhluca/bm25s#5). Here term frequencies live in immutable segments (one per batch of additions),
+deletions are tombstones, and the global statistics BM25 needs (document frequencies, average
+length) are counters; scores are computed at query time, so they are exact after every change.
+Small segments are merged, as Lucene does. Tokens: bm25s's English stopwords, Snowball stemming.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+_TOKEN = re.compile(r"(?u)\b\w\w+\b")
+MAX_SEGMENTS = 8
+
+
+class Analyzer:
+    """Text -> terms: lower case, words of two or more characters, no stopwords, stemmed."""
+
+    def __init__(self) -> None:
+        import Stemmer
+        from bm25s.stopwords import STOPWORDS_EN
+
+        self._stem = Stemmer.Stemmer("english").stemWords
+        self._stop = frozenset(STOPWORDS_EN)
+
+    def terms(self, text: str) -> list[str]:
+        return self._stem([w for w in _TOKEN.findall(text.lower()) if w not in self._stop])
+
+
+@dataclass
+class _Segment:
+    ids: np.ndarray  # [n] chunk ids
+    lengths: np.ndarray  # [n] terms per chunk
+    tf: sp.csc_matrix  # [n, vocab size when built] term frequencies
+    alive: np.ndarray  # [n] bool; False once deleted
+
+
+class LexicalIndex:
+    def __init__(self, k1: float = 0.9, b: float = 0.4) -> None:
+        # k1/b: Anserini's BEIR defaults, which give the published BM25 figures.
+        self.k1, self.b = k1, b
+        self.analyzer = Analyzer()
+        self.vocab: dict[str, int] = {}
+        self.df = np.zeros(0, dtype=np.int64)
+        self.segments: list[_Segment] = []
+        self._where: dict[int, tuple[int, int]] = {}  # chunk id -> (segment, row)
+        self.n_docs = 0
+        self.total_len = 0
+
+    def __len__(self) -> int:
+        return self.n_docs
+
+    def add(self, ids: list[int] | np.ndarray, texts: list[str]) -> None:
+        if len(ids) == 0:
+            return
+        rows, cols, vals, lengths = [], [], [], []
+        for r, text in enumerate(texts):
+            terms = self.analyzer.terms(text)
+            lengths.append(len(terms))
+            counts: dict[int, int] = {}
+            for t in terms:
+                tid = self.vocab.setdefault(t, len(self.vocab))
+                counts[tid] = counts.get(tid, 0) + 1
+            rows += [r] * len(counts)
+            cols += list(counts)
+            vals += list(counts.values())
+        if len(self.vocab) > len(self.df):
+            self.df = np.concatenate([self.df, np.zeros(len(self.vocab) - len(self.df), np.int64)])
+        tf = sp.csc_matrix((np.asarray(vals, np.float32), (rows, cols)), shape=(len(texts), len(self.vocab)))
+        np.add.at(self.df, np.asarray(cols, np.int64), 1)
+        seg = _Segment(np.asarray(ids, np.int64), np.asarray(lengths, np.int64), tf, np.ones(len(texts), bool))
+        for r, cid in enumerate(seg.ids):
+            assert int(cid) not in self._where, f"chunk {cid} indexed twice"
+            self._where[int(cid)] = (len(self.segments), r)
+        self.segments.append(seg)
+        self.n_docs += len(texts)
+        self.total_len += int(seg.lengths.sum())
+        if len(self.segments) > MAX_SEGMENTS:
+            self._merge()
+
+    def remove(self, ids: list[int] | np.ndarray) -> int:
+        removed = 0
+        for cid in ids:
+            where = self._where.pop(int(cid), None)
+            if where is None:
+                continue
+            seg = self.segments[where[0]]
+            row = where[1]
+            seg.alive[row] = False
+            self.df[seg.tf[row].nonzero()[1]] -= 1  # the terms this chunk held
+            self.n_docs -= 1
+            self.total_len -= int(seg.lengths[row])
+            removed += 1
+        return removed
+
+    def ids(self) -> np.ndarray:
+        return np.sort(np.fromiter(self._where, dtype=np.int64, count=len(self._where)))
+
+    def search(self, query: str, k: int, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(scores [<=k], chunk ids [<=k]), best first; `allowed` restricts to those chunk ids."""
+        counts: dict[int, int] = {}
+        for t in self.analyzer.terms(query):
+            if t in self.vocab:  # a repeated query word counts again, as in Lucene
+                counts[self.vocab[t]] = counts.get(self.vocab[t], 0) + 1
+        if not counts or not self.n_docs:
+            return np.zeros(0, np.float32), np.zeros(0, np.int64)
+        tids = sorted(counts)
+        df = self.df[tids]
+        idf = np.log(1 + (self.n_docs - df + 0.5) / (df + 0.5)) * [counts[t] for t in tids]  # Lucene's idf
+        avgdl = self.total_len / self.n_docs
+        all_scores, all_ids = [], []
+        for seg in self.segments:
+            scores = np.zeros(len(seg.ids), np.float32)
+            norm = self.k1 * (1 - self.b + self.b * seg.lengths / avgdl)  # [n]
+            for t, w in zip(tids, idf):
+                if t >= seg.tf.shape[1]:
+                    continue
+                lo, hi = seg.tf.indptr[t], seg.tf.indptr[t + 1]
+                rows, tf = seg.tf.indices[lo:hi], seg.tf.data[lo:hi]
+                scores[rows] += w * tf / (tf + norm[rows])  # Lucene 8+: no (k1 + 1), same ranking
+            keep = seg.alive & (scores > 0)
+            if allowed is not None:
+                keep &= np.isin(seg.ids, allowed)
+            all_scores.append(scores[keep])
+            all_ids.append(seg.ids[keep])
+        scores, ids = np.concatenate(all_scores), np.concatenate(all_ids)
+        top = np.argsort(-scores, kind="stable")[:k]
+        return scores[top], ids[top]
+
+    def _merge(self) -> None:
+        """Fold every segment into one, dropping deleted rows."""
+        width = len(self.vocab)
+        parts = [seg for seg in self.segments if seg.alive.any()]
+        tf = sp.vstack([_widen(seg.tf[seg.alive], width) for seg in parts]).tocsc() if parts else sp.csc_matrix((0, width))
+        ids = np.concatenate([seg.ids[seg.alive] for seg in parts]) if parts else np.zeros(0, np.int64)
+        lengths = np.concatenate([seg.lengths[seg.alive] for seg in parts]) if parts else np.zeros(0, np.int64)
+        self.segments = [_Segment(ids, lengths, tf, np.ones(len(ids), bool))]
+        self._where = {int(c): (0, r) for r, c in enumerate(ids)}
+
+
+def _widen(m: sp.spmatrix, width: int) -> sp.csr_matrix:
+    m = m.tocsr()
+    return sp.csr_matrix((m.data, m.indices, m.indptr), shape=(m.shape[0], width))
