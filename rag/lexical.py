@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
+
+from rag.vectors import write_atomically
 
 _TOKEN = re.compile(r"(?u)\b\w\w+\b")
 MAX_SEGMENTS = 8
@@ -132,6 +135,38 @@ class LexicalIndex:
         scores, ids = np.concatenate(all_scores), np.concatenate(all_ids)
         top = np.argsort(-scores, kind="stable")[:k]
         return scores[top], ids[top]
+
+    def save(self, path: Path) -> None:
+        """Write atomically (temporary file, fsync, rename): one .npz holding everything."""
+        arrays: dict[str, np.ndarray] = {
+            "params": np.asarray([self.k1, self.b], np.float64),
+            "vocab": np.asarray(list(self.vocab), dtype=object), "df": self.df,
+        }
+        for n, seg in enumerate(self.segments):
+            arrays.update({f"s{n}_ids": seg.ids, f"s{n}_lengths": seg.lengths, f"s{n}_alive": seg.alive,
+                           f"s{n}_data": seg.tf.data, f"s{n}_indices": seg.tf.indices,
+                           f"s{n}_indptr": seg.tf.indptr, f"s{n}_shape": np.asarray(seg.tf.shape)})
+        write_atomically(path, lambda fh: np.savez(fh, **arrays))
+
+    @classmethod
+    def load(cls, path: Path) -> LexicalIndex:
+        with np.load(path, allow_pickle=True) as z:  # allow_pickle: the vocabulary is an object array
+            k1, b = z["params"].tolist()
+            out = cls(k1=k1, b=b)
+            out.vocab = {t: i for i, t in enumerate(z["vocab"].tolist())}
+            out.df = z["df"]
+            n = 0
+            while f"s{n}_ids" in z:
+                tf = sp.csc_matrix((z[f"s{n}_data"], z[f"s{n}_indices"], z[f"s{n}_indptr"]),
+                                   shape=tuple(z[f"s{n}_shape"]))
+                seg = _Segment(z[f"s{n}_ids"], z[f"s{n}_lengths"], tf, z[f"s{n}_alive"].copy())
+                out.segments.append(seg)
+                for r in np.flatnonzero(seg.alive):
+                    out._where[int(seg.ids[r])] = (n, int(r))
+                out.n_docs += int(seg.alive.sum())
+                out.total_len += int(seg.lengths[seg.alive].sum())
+                n += 1
+        return out
 
     def _merge(self) -> None:
         """Fold every segment into one, dropping deleted rows."""

@@ -4,10 +4,29 @@ cosine). Files are written whole to a temporary name and renamed, so a reader ne
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 import faiss
 import numpy as np
+
+
+def write_atomically(path: Path, write: Callable[[BinaryIO], object]) -> None:
+    """Write a file so that readers see the old one or the whole new one, even after a crash:
+    temporary name, fsync, rename, fsync the folder."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as fh:
+        write(fh)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
 
 
 class VectorIndex:
@@ -50,20 +69,8 @@ class VectorIndex:
         return self.index.reconstruct(int(chunk_id))
 
     def save(self, path: Path) -> None:
-        """Write atomically: temporary file, fsync, rename, fsync the folder."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         data = faiss.serialize_index(self.index)
-        with open(tmp, "wb") as fh:
-            fh.write(data.tobytes())
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        write_atomically(path, lambda fh: fh.write(data.tobytes()))
 
     @classmethod
     def load(cls, path: Path) -> VectorIndex:

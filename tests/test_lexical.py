@@ -63,3 +63,23 @@ def test_filter_ranking_and_ids() -> None:
     assert index.ids().tolist() == [1, 3]
     with pytest.raises(AssertionError):
         index.add([1], ["chunk ids are unique"])
+
+
+def test_save_and_load_keep_scores_and_deletions(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    texts = _corpus(120, seed=3)
+    index = LexicalIndex()
+    for start in range(0, 120, 30):
+        index.add(list(range(start, start + 30)), texts[start:start + 30])
+    index.remove([5, 50, 99])
+    path = tmp_path / "lexical-00000001.npz"
+    index.save(path)
+    loaded = LexicalIndex.load(path)
+    assert loaded.ids().tolist() == index.ids().tolist() and len(loaded) == len(index) == 117
+    for q in ("budget audit", "falcon hotel", "river"):
+        assert _ours(loaded, q) == _ours(index, q)
+    for idx in (index, loaded):  # the loaded index still takes changes, with the same result
+        idx.add([500], ["budget budget audit"])
+        idx.remove([7])
+    assert _ours(loaded, "budget audit") == _ours(index, "budget audit")
+    assert 500 in _ours(loaded, "budget audit") and 7 not in _ours(loaded, "budget audit")
+    assert not list(tmp_path.glob(".*.tmp"))
