@@ -1,5 +1,5 @@
-"""`ragqa check`: do the SQL store and the FAISS file agree? `--repair` rebuilds the FAISS file
-from the vectors kept in SQL. Re-embedding the whole store (a new embedding model) lives here too:
+"""`ragqa check`: do the SQL store, the FAISS file and the lexical (BM25) file agree? `--repair`
+rebuilds both files from SQL (vectors and texts are kept there). Re-embedding the whole store (a new embedding model) lives here too:
 all three rebuild the index from SQL rows."""
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from sqlalchemy import Connection, bindparam, func, select, update
 
 from rag import schema as s
 from rag.errors import one_line
+from rag.lexical import LexicalIndex
 from rag.store import CheckReport, Store, vectors_from_blobs
 from rag.vectors import VectorIndex
 
@@ -44,6 +45,7 @@ def check_store(store: Store) -> CheckReport:
     if empty_docs:
         report.problems.append(f"{empty_docs} ready documents have no chunks")
     _check_faiss(store, state, sql_ids, sample, report)
+    _check_lexical(store, state, sql_ids, report)
     _note_leftovers(store, state.generation, report)
     return report
 
@@ -76,6 +78,21 @@ def _check_faiss(store: Store, state: Any, sql_ids: np.ndarray, sample: dict[int
         report.problems.append(f"{len(bad)} of {len(sample)} sampled vectors differ from SQL (e.g. chunk {bad[0]})")
 
 
+def _check_lexical(store: Store, state: Any, sql_ids: np.ndarray, report: CheckReport) -> None:
+    if state.generation == 0:
+        return
+    path = store.lexical_path(state.generation)
+    try:
+        lexical = LexicalIndex.load(path)
+    except (OSError, ValueError) as exc:
+        report.problems.append(f"lexical index {path.name} cannot be read: {one_line(exc)}")
+        return
+    ids = lexical.ids()
+    if len(ids) != len(sql_ids) or not np.array_equal(ids, sql_ids):
+        missing, extra = np.setdiff1d(sql_ids, ids), np.setdiff1d(ids, sql_ids)
+        report.problems.append(f"lexical index {path.name}: {len(missing)} chunks missing, {len(extra)} unknown")
+
+
 def _sample_vectors(conn: Connection, ids: np.ndarray) -> dict[int, bytes]:
     if not len(ids):
         return {}
@@ -85,9 +102,7 @@ def _sample_vectors(conn: Connection, ids: np.ndarray) -> dict[int, bytes]:
 
 
 def _note_leftovers(store: Store, generation: int, report: CheckReport) -> None:
-    stale = [p.name for p in store.index_dir.glob("vectors-*.faiss")
-             if int(p.stem.split("-")[1]) not in (generation, generation - 1)]
-    stale += [p.name for p in store.index_dir.glob(".vectors-*.tmp")]
+    stale = store.stale_files(generation)
     if stale:
         report.notes.append(f"{len(stale)} unused index files from interrupted writes (removed by --repair)")
     with store.engine.connect() as conn:
@@ -98,7 +113,7 @@ def _note_leftovers(store: Store, generation: int, report: CheckReport) -> None:
 
 
 def repair_store(store: Store) -> CheckReport:
-    """Rebuild the FAISS file from SQL; afterwards the two agree by construction."""
+    """Rebuild both index files from SQL; afterwards they agree with it by construction."""
     with store.writer():
         with store.engine.begin() as conn:
             state = store.index_state(conn)
@@ -109,7 +124,10 @@ def repair_store(store: Store) -> CheckReport:
                     dim = len(blobs[0]) // 4
                     index = VectorIndex(dim)
                 index.add(ids, vectors_from_blobs(blobs, dim))
-            _write_generation(store, conn, state.generation + 1, index, state.embedding_model, dim)
+            lexical = LexicalIndex()
+            for ids, texts in _chunk_batches(conn, column=s.chunks.c.text):
+                lexical.add(ids, texts)
+            _write_generation(store, conn, state.generation + 1, index, lexical, state.embedding_model, dim)
         store.retire_old_files(keep=state.generation + 1)
     return check_store(store)
 
@@ -118,6 +136,7 @@ def reembed_store(store: Store, embedder: Embedder, on_progress: Callable[[int],
     """Re-embed every chunk with `embedder` in one transaction (all or nothing); returns the count.
     The caller holds the writer lock."""
     index = VectorIndex(embedder.dim)
+    lexical = LexicalIndex()  # unchanged by a new model, but each generation has its own file
     total = 0
     with store.engine.begin() as conn:
         state = store.index_state(conn)
@@ -128,10 +147,11 @@ def reembed_store(store: Store, embedder: Embedder, on_progress: Callable[[int],
                 .values(embedding=bindparam("vec"), embedding_model=embedder.name),
                 [{"cid": int(i), "vec": v.tobytes()} for i, v in zip(ids, vecs)])
             index.add(ids, vecs)
+            lexical.add(ids, texts)
             total += len(ids)
             if on_progress:
                 on_progress(len(ids))
-        _write_generation(store, conn, state.generation + 1, index, embedder.name, embedder.dim)
+        _write_generation(store, conn, state.generation + 1, index, lexical, embedder.name, embedder.dim)
     store.retire_old_files(keep=state.generation + 1)
     return total
 
@@ -148,7 +168,8 @@ def _chunk_batches(conn: Connection, column: Any = s.chunks.c.embedding, size: i
 
 
 def _write_generation(store: Store, conn: Connection, generation: int, index: VectorIndex | None,
-                      model: str | None, dim: int | None) -> None:
+                      lexical: LexicalIndex, model: str | None, dim: int | None) -> None:
+    lexical.save(store.lexical_path(generation))
     if index is not None:
         index.save(store.faiss_path(generation))
     conn.execute(update(s.index_state).where(s.index_state.c.id == 1).values(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -140,7 +141,7 @@ class LexicalIndex:
         """Write atomically (temporary file, fsync, rename): one .npz holding everything."""
         arrays: dict[str, np.ndarray] = {
             "params": np.asarray([self.k1, self.b], np.float64),
-            "vocab": np.asarray(list(self.vocab), dtype=object), "df": self.df,
+            "vocab": np.asarray("\n".join(self.vocab)), "df": self.df,  # terms are \w+ stems: no newlines
         }
         for n, seg in enumerate(self.segments):
             arrays.update({f"s{n}_ids": seg.ids, f"s{n}_lengths": seg.lengths, f"s{n}_alive": seg.alive,
@@ -150,22 +151,35 @@ class LexicalIndex:
 
     @classmethod
     def load(cls, path: Path) -> LexicalIndex:
-        with np.load(path, allow_pickle=True) as z:  # allow_pickle: the vocabulary is an object array
-            k1, b = z["params"].tolist()
-            out = cls(k1=k1, b=b)
-            out.vocab = {t: i for i, t in enumerate(z["vocab"].tolist())}
-            out.df = z["df"]
-            n = 0
-            while f"s{n}_ids" in z:
-                tf = sp.csc_matrix((z[f"s{n}_data"], z[f"s{n}_indices"], z[f"s{n}_indptr"]),
-                                   shape=tuple(z[f"s{n}_shape"]))
-                seg = _Segment(z[f"s{n}_ids"], z[f"s{n}_lengths"], tf, z[f"s{n}_alive"].copy())
-                out.segments.append(seg)
-                for r in np.flatnonzero(seg.alive):
-                    out._where[int(seg.ids[r])] = (n, int(r))
-                out.n_docs += int(seg.alive.sum())
-                out.total_len += int(seg.lengths[seg.alive].sum())
-                n += 1
+        """Raises FileNotFoundError, or ValueError for a file that is not a whole index."""
+        import zipfile
+
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                return cls._from_arrays(z)
+        except FileNotFoundError:
+            raise
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+            raise ValueError(f"damaged lexical index {path.name}: {type(exc).__name__}") from None
+
+    @classmethod
+    def _from_arrays(cls, z: Any) -> LexicalIndex:
+        k1, b = z["params"].tolist()
+        out = cls(k1=k1, b=b)
+        vocab = str(z["vocab"])
+        out.vocab = {t: i for i, t in enumerate(vocab.split("\n"))} if vocab else {}
+        out.df = z["df"]
+        n = 0
+        while f"s{n}_ids" in z:
+            tf = sp.csc_matrix((z[f"s{n}_data"], z[f"s{n}_indices"], z[f"s{n}_indptr"]),
+                               shape=tuple(z[f"s{n}_shape"]))
+            seg = _Segment(z[f"s{n}_ids"], z[f"s{n}_lengths"], tf, z[f"s{n}_alive"].copy())
+            out.segments.append(seg)
+            for r in np.flatnonzero(seg.alive):
+                out._where[int(seg.ids[r])] = (n, int(r))
+            out.n_docs += int(seg.alive.sum())
+            out.total_len += int(seg.lengths[seg.alive].sum())
+            n += 1
         return out
 
     def _merge(self) -> None:

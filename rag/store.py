@@ -9,6 +9,7 @@ uncommitted generations are garbage, collected later. Only one writer at a time 
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -22,9 +23,12 @@ from sqlalchemy import Engine, func, select, update
 from rag import schema as s
 from rag.db import open_database
 from rag.errors import NotFoundError, StoreError
+from rag.lexical import LexicalIndex
 from rag.vectors import VectorIndex
 
 FAISS_PATTERN = "vectors-{:08d}.faiss"
+LEXICAL_PATTERN = "lexical-{:08d}.npz"
+_INDEX_FILES = re.compile(r"^(vectors|lexical)-(\d{8})\.(faiss|npz)$")
 
 
 @dataclass(frozen=True)
@@ -94,6 +98,23 @@ class Store:
 
     def faiss_path(self, generation: int) -> Path:
         return self.index_dir / FAISS_PATTERN.format(generation)
+
+    def lexical_path(self, generation: int) -> Path:
+        return self.index_dir / LEXICAL_PATTERN.format(generation)
+
+    def load_lexical(self) -> LexicalIndex:
+        """The BM25 index of the current generation (empty while the store is)."""
+        for _ in range(5):  # as in load_vectors: a commit may retire the file between two reads
+            state = self.index_state()
+            if state.generation == 0:
+                return LexicalIndex()
+            path = self.lexical_path(state.generation)
+            try:
+                return LexicalIndex.load(path)
+            except (OSError, ValueError):
+                if self.index_state().generation == state.generation:
+                    raise StoreError(f"lexical index {path.name} is missing or damaged: run `ragqa check --repair`") from None
+        raise StoreError("the lexical index keeps changing under this reader; try again")
 
     def load_vectors(self) -> tuple[IndexState, VectorIndex | None]:
         """The current state and its FAISS index (None while the store is empty)."""
@@ -186,14 +207,17 @@ class Store:
             self._lock.release()
 
     def retire_old_files(self, keep: int) -> None:
-        """Delete FAISS files other than generation `keep` and the one before it (a reader that
+        """Delete index files other than generation `keep` and the one before it (a reader that
         read the state just before the last commit may still be opening that one)."""
-        for p in self.index_dir.glob("vectors-*.faiss"):
-            gen = int(p.stem.split("-")[1])
-            if gen not in (keep, keep - 1):
+        for p in self.index_dir.iterdir():
+            m = _INDEX_FILES.match(p.name)
+            if (m and int(m.group(2)) not in (keep, keep - 1)) or (p.name.startswith(".") and p.name.endswith(".tmp")):
                 p.unlink(missing_ok=True)
-        for p in self.index_dir.glob(".vectors-*.tmp"):
-            p.unlink(missing_ok=True)
+
+    def stale_files(self, generation: int) -> list[str]:
+        return [p.name for p in self.index_dir.iterdir()
+                if ((m := _INDEX_FILES.match(p.name)) and int(m.group(2)) not in (generation, generation - 1))
+                or (p.name.startswith(".") and p.name.endswith(".tmp"))]
 
     # ---- ingest runs ---------------------------------------------------------------------
     def start_run(self, collection: str, paths: list[str]) -> int:

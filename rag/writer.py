@@ -16,6 +16,7 @@ from sqlalchemy import Connection, delete, func, insert, select, update
 
 from rag import schema as s
 from rag.records import DocumentContent, FileFacts
+from rag.lexical import LexicalIndex
 from rag.vectors import VectorIndex
 
 if TYPE_CHECKING:
@@ -62,6 +63,7 @@ class StoreWriter:
         self._pending_hash: dict[tuple[int, str], str] = {}  # (collection, hash) -> path
         self._pending_paths: set[tuple[int, str]] = set()
         self._vectors: VectorIndex | None = None
+        self._lexical: LexicalIndex | None = None
         self.staged_chunks = 0
 
     # ---- lookups -------------------------------------------------------------------------
@@ -123,13 +125,15 @@ class StoreWriter:
         if not self._ops:
             return
         vectors = self._load_vectors()
-        new_file = None
+        lexical = self._load_lexical()
+        new_files: list = []
         try:
             with self.store.engine.begin() as conn:
                 state = conn.execute(select(s.index_state).where(s.index_state.c.id == 1).with_for_update()).one()
                 model, dim = state.embedding_model, state.dim
                 added_ids: list[np.ndarray] = []
                 added_vecs: list[np.ndarray] = []
+                added_texts: list[str] = []
                 removed: list[int] = []
                 for op in self._ops:
                     if isinstance(op, _Put):
@@ -137,6 +141,7 @@ class StoreWriter:
                         ids = _apply_put(conn, op, removed)
                         added_ids.append(ids)
                         added_vecs.append(op.vectors)
+                        added_texts.extend(ch.text for ch in op.content.chunks)
                     elif isinstance(op, _Failed):
                         _apply_failed(conn, op)
                     elif isinstance(op, _Duplicate):
@@ -149,25 +154,37 @@ class StoreWriter:
                     vectors.remove(np.asarray(removed, dtype=np.int64))
                     if added_ids:
                         vectors.add(np.concatenate(added_ids), np.concatenate(added_vecs))
+                lexical.remove(removed)
+                if added_ids:
+                    lexical.add(np.concatenate(added_ids), added_texts)
                 generation = state.generation + 1
                 count = conn.execute(select(func.count()).select_from(s.chunks)).scalar_one()
+                assert len(lexical) == count, (len(lexical), count)
+                new_files.append(self.store.lexical_path(generation))
+                lexical.save(new_files[-1])
                 if vectors is not None:
                     assert len(vectors) == count, (len(vectors), count)
-                    new_file = self.store.faiss_path(generation)
-                    vectors.save(new_file)
+                    new_files.append(self.store.faiss_path(generation))
+                    vectors.save(new_files[-1])
                 conn.execute(update(s.index_state).where(s.index_state.c.id == 1).values(
                     generation=generation, embedding_model=model, dim=dim, chunk_count=count))
         except BaseException:
-            self._vectors = None  # the in-memory copy has changes SQL refused: reload next time
-            if new_file is not None:
-                new_file.unlink(missing_ok=True)
+            # The in-memory copies have changes SQL refused: reload them next time.
+            self._vectors, self._lexical = None, None
+            for f in new_files:
+                f.unlink(missing_ok=True)
             raise
-        self._vectors = vectors
+        self._vectors, self._lexical = vectors, lexical
         self._ops.clear()
         self._pending_hash.clear()
         self._pending_paths.clear()
         self.staged_chunks = 0
         self.store.retire_old_files(keep=generation)
+
+    def _load_lexical(self) -> LexicalIndex:
+        if self._lexical is None:
+            self._lexical = self.store.load_lexical()
+        return self._lexical
 
     def _load_vectors(self) -> VectorIndex | None:
         if self._vectors is None:

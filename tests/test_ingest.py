@@ -91,6 +91,7 @@ def test_changed_file_replaces_its_chunks(library: Path, store: Any, settings: A
     texts = [t for (p, _, t) in chunk_snapshot(store) if p.endswith("notes.txt")]
     assert texts == ["The maintenance window moved to Sunday at five in the morning."]
     assert "Sunday" in nearest_texts(store, embedder, "When is the maintenance window?", k=1)[0]
+    assert len(store.load_lexical().search("maintenance window Sunday", 10)[1]) == 1  # the old text is gone
     assert store.check().ok
 
 

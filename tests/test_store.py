@@ -45,7 +45,7 @@ def test_commit_writes_a_new_generation_and_check_agrees(store: Any) -> None:
     state = store.index_state()
     assert state.generation == 1 and state.chunk_count == 3 and state.dim == 8
     assert store.check().ok
-    assert sorted(p.name for p in store.index_dir.glob("*.faiss")) == ["vectors-00000001.faiss"]
+    assert sorted(p.name for p in store.index_dir.glob("*-0*")) == ["lexical-00000001.npz", "vectors-00000001.faiss"]
 
 
 def test_failed_commit_leaves_the_store_as_it_was(store: Any, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -66,6 +66,8 @@ def test_failed_commit_leaves_the_store_as_it_was(store: Any, monkeypatch: pytes
             w.put_document(*_doc(cid, "/d/b.txt", "beta", "hb"), _vec(2), "m")
     monkeypatch.undo()
     assert store.index_state() == before
+    assert not store.lexical_path(before.generation + 1).exists()  # the orphan files are gone
+    assert store.load_lexical().ids().tolist() == store.load_vectors()[1].ids().tolist()
     assert [d.path for d in store.documents()] == ["/d/a.txt"]
     assert store.check().ok
 
@@ -123,3 +125,22 @@ def test_a_second_writer_waits_and_then_gives_up_clearly(store: Any) -> None:
     assert len(outcome) == 1 and "another ingest" in outcome[0]
     second_writer()  # free again once the first writer is done
     assert outcome[-1] == "got in"
+
+
+def test_lexical_index_follows_commits_and_repair_rebuilds_it(store: Any) -> None:
+    with store.writer() as w:
+        cid = w.ensure_collection("default")
+        for i, text in enumerate(["hotel invoices", "travel policy", "falcon river"]):
+            w.put_document(*_doc(cid, f"/d/{i}.txt", text, f"h{i}"), _vec(i), "m")
+    lexical = store.load_lexical()
+    (hit,) = lexical.search("invoice", 5)[1].tolist()
+    doc = next(d for d in store.documents() if d.path == "/d/0.txt")
+    with store.writer() as w:
+        w.remove(doc.id)
+    assert store.load_lexical().search("invoice", 5)[1].tolist() == []
+    assert hit not in store.load_lexical().ids().tolist() and len(store.load_lexical()) == 2
+    store.lexical_path(store.index_state().generation).write_bytes(b"garbage")
+    report = store.check()
+    assert not report.ok and any("lexical" in p for p in report.problems)
+    assert store.repair().ok
+    assert store.load_lexical().search("falcon", 5)[1].size == 1
