@@ -5,6 +5,7 @@ all three rebuild the index from SQL rows."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -56,23 +57,15 @@ def _check_faiss(store: Store, state: Any, sql_ids: np.ndarray, sample: dict[int
             report.problems.append("chunks exist but no vector index was ever written")
         return
     path = store.faiss_path(state.generation)
-    try:
-        vectors = VectorIndex.load(path)
-    except (FileNotFoundError, RuntimeError) as exc:
-        report.problems.append(f"vector index {path.name} cannot be read: {one_line(exc)}")
+    vectors = _load_or_report(VectorIndex.load, path, "vector index", report)
+    if vectors is None:
         return
     report.vectors = len(vectors)
-    faiss_ids = vectors.ids()
-    missing = np.setdiff1d(sql_ids, faiss_ids)
-    extra = np.setdiff1d(faiss_ids, sql_ids)
-    if len(missing):
-        report.problems.append(f"{len(missing)} chunks have no vector in {path.name} (e.g. {missing[:5].tolist()})")
-    if len(extra):
-        report.problems.append(f"{len(extra)} vectors in {path.name} belong to no chunk (e.g. {extra[:5].tolist()})")
+    faiss_ids = _compare_ids(vectors.ids(), sql_ids, "vector", path, report)
     if vectors.dim != state.dim:
         report.problems.append(f"{path.name} has dimension {vectors.dim}, the store {state.dim}")
         return
-    bad = [cid for cid, blob in sample.items() if cid in set(faiss_ids.tolist())
+    bad = [cid for cid, blob in sample.items() if cid in faiss_ids
            and not np.allclose(vectors.reconstruct(cid), np.frombuffer(blob, np.float32), atol=1e-6)]
     if bad:
         report.problems.append(f"{len(bad)} of {len(sample)} sampled vectors differ from SQL (e.g. chunk {bad[0]})")
@@ -82,15 +75,28 @@ def _check_lexical(store: Store, state: Any, sql_ids: np.ndarray, report: CheckR
     if state.generation == 0:
         return
     path = store.lexical_path(state.generation)
+    lexical = _load_or_report(LexicalIndex.load, path, "lexical index", report)
+    if lexical is not None:
+        _compare_ids(lexical.ids(), sql_ids, "lexical entry", path, report)
+
+
+def _load_or_report(load: Callable[[Path], Any], path: Path, what: str, report: CheckReport) -> Any:
     try:
-        lexical = LexicalIndex.load(path)
-    except (OSError, ValueError) as exc:
-        report.problems.append(f"lexical index {path.name} cannot be read: {one_line(exc)}")
-        return
-    ids = lexical.ids()
-    if len(ids) != len(sql_ids) or not np.array_equal(ids, sql_ids):
-        missing, extra = np.setdiff1d(sql_ids, ids), np.setdiff1d(ids, sql_ids)
-        report.problems.append(f"lexical index {path.name}: {len(missing)} chunks missing, {len(extra)} unknown")
+        return load(path)
+    except (OSError, RuntimeError, ValueError) as exc:  # missing, or not a whole index
+        report.problems.append(f"{what} {path.name} cannot be read: {one_line(exc)}")
+        return None
+
+
+def _compare_ids(file_ids: np.ndarray, sql_ids: np.ndarray, what: str, path: Path, report: CheckReport) -> set[int]:
+    """Report chunks the file lacks and entries it has for no chunk; returns the file's ids."""
+    missing = np.setdiff1d(sql_ids, file_ids)
+    extra = np.setdiff1d(file_ids, sql_ids)
+    if len(missing):
+        report.problems.append(f"{len(missing)} chunks have no {what} in {path.name} (e.g. {missing[:5].tolist()})")
+    if len(extra):
+        report.problems.append(f"{len(extra)} {what}s in {path.name} belong to no chunk (e.g. {extra[:5].tolist()})")
+    return set(file_ids.tolist())
 
 
 def _sample_vectors(conn: Connection, ids: np.ndarray) -> dict[int, bytes]:
