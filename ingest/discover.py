@@ -16,6 +16,15 @@ class Candidate:
     path: Path  # absolute, resolved
     doc_type: str | None  # None: not a format we read
     explicit: bool  # named on the command line (not found in a folder walk)
+    size: int = 0  # bytes, when discovered
+
+
+def _candidate(path: Path, kind: str | None, explicit: bool) -> Candidate:
+    try:
+        size = path.stat().st_size
+    except OSError:  # vanished or unreadable: hashing it will say so
+        size = 0
+    return Candidate(path, kind, explicit, size)
 
 
 def discover(paths: list[Path]) -> tuple[list[Candidate], int]:
@@ -30,7 +39,7 @@ def discover(paths: list[Path]) -> tuple[list[Candidate], int]:
         if root.is_file():
             if root not in seen:
                 seen.add(root)
-                out.append(Candidate(root, doc_type_of(root), explicit=True))
+                out.append(_candidate(root, doc_type_of(root), explicit=True))
             continue
         for dirpath, dirnames, filenames in os.walk(root):
             dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
@@ -42,7 +51,7 @@ def discover(paths: list[Path]) -> tuple[list[Candidate], int]:
                     continue
                 if path not in seen:
                     seen.add(path)
-                    out.append(Candidate(path, kind, explicit=False))
+                    out.append(_candidate(path, kind, explicit=False))
     return out, skipped
 
 

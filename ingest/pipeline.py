@@ -116,13 +116,6 @@ def _torch_threads() -> int:
     return torch.get_num_threads()
 
 
-def _size_or_zero(cand: Candidate) -> int:
-    try:
-        return cand.path.stat().st_size
-    except OSError:
-        return 0
-
-
 class _Job:
     def __init__(self, writer: StoreWriter, store: Store, settings: Settings, ref: EmbeddingModelRef,
                  passwords: PasswordBook, summary: IngestSummary, progress: Progress | None,
@@ -172,7 +165,7 @@ class _Job:
             self.progress.start(len(candidates))
         window = self._window
         # Small files first: embedding starts after seconds, not after the biggest file is parsed.
-        candidates = sorted(candidates, key=_size_or_zero)
+        candidates = sorted(candidates, key=lambda c: c.size)
         try:
             for cand in candidates:
                 pending = self._plan(cand)
@@ -195,10 +188,10 @@ class _Job:
         path = str(cand.path)
         if cand.doc_type is None:
             return self._fail_unhashed(path, f"unsupported file type {cand.path.suffix or '(no extension)'!r}")
+        size = cand.size
+        if size > self.settings.max_file_mb * 1024 * 1024:
+            return self._fail_unhashed(path, f"file too large ({size / 2**20:.1f} MB; limit {self.settings.max_file_mb:g} MB)")
         try:
-            size = cand.path.stat().st_size
-            if size > self.settings.max_file_mb * 1024 * 1024:
-                return self._fail_unhashed(path, f"file too large ({size / 2**20:.1f} MB; limit {self.settings.max_file_mb:g} MB)")
             digest = content_hash(cand.path)
         except OSError as exc:
             return self._fail_unhashed(path, f"cannot read file: {exc.strerror or exc}")

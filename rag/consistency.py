@@ -125,13 +125,13 @@ def repair_store(store: Store) -> CheckReport:
             state = store.index_state(conn)
             dim = state.dim
             index = VectorIndex(dim) if dim else None
-            for ids, blobs in _chunk_batches(conn):
+            lexical = LexicalIndex()
+            for ids, rows in _chunk_batches(conn, s.chunks.c.embedding, s.chunks.c.text):
+                blobs, texts = [r[0] for r in rows], [r[1] for r in rows]
                 if index is None:
                     dim = len(blobs[0]) // 4
                     index = VectorIndex(dim)
                 index.add(ids, vectors_from_blobs(blobs, dim))
-            lexical = LexicalIndex()
-            for ids, texts in _chunk_batches(conn, column=s.chunks.c.text):
                 lexical.add(ids, texts)
             _write_generation(store, conn, state.generation + 1, index, lexical, state.embedding_model, dim)
         store.retire_old_files(keep=state.generation + 1)
@@ -146,7 +146,8 @@ def reembed_store(store: Store, embedder: Embedder, on_progress: Callable[[int],
     total = 0
     with store.engine.begin() as conn:
         state = store.index_state(conn)
-        for ids, texts in _chunk_batches(conn, column=s.chunks.c.text):
+        for ids, rows in _chunk_batches(conn, s.chunks.c.text):
+            texts = [r[0] for r in rows]
             vecs = embedder.encode(texts)
             conn.execute(
                 update(s.chunks).where(s.chunks.c.id == bindparam("cid"))
@@ -162,15 +163,16 @@ def reembed_store(store: Store, embedder: Embedder, on_progress: Callable[[int],
     return total
 
 
-def _chunk_batches(conn: Connection, column: Any = s.chunks.c.embedding, size: int = 4096) -> Iterator[tuple[np.ndarray, list[Any]]]:
+def _chunk_batches(conn: Connection, *columns: Any, size: int = 4096) -> Iterator[tuple[np.ndarray, list[Any]]]:
+    """Every chunk in id order, `size` at a time: (ids, rows of the asked columns)."""
     last = 0
     while True:
-        rows = conn.execute(select(s.chunks.c.id, column).where(s.chunks.c.id > last)
+        rows = conn.execute(select(s.chunks.c.id, *columns).where(s.chunks.c.id > last)
                             .order_by(s.chunks.c.id).limit(size)).all()
         if not rows:
             return
         last = rows[-1][0]
-        yield np.asarray([r[0] for r in rows], np.int64), [r[1] for r in rows]
+        yield np.asarray([r[0] for r in rows], np.int64), [tuple(r[1:]) for r in rows]
 
 
 def _write_generation(store: Store, conn: Connection, generation: int, index: VectorIndex | None,

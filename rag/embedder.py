@@ -14,6 +14,14 @@ from rag.errors import ConfigError
 from rag.settings import PACKAGED_MINILM
 
 
+def offline() -> None:
+    """No hub downloads, ever, and quiet loading: set before any Hugging Face library is imported."""
+    for key, value in (("HF_HUB_OFFLINE", "1"), ("TRANSFORMERS_OFFLINE", "1"), ("HF_HUB_DISABLE_TELEMETRY", "1"),
+                       ("TOKENIZERS_PARALLELISM", "false"), ("HF_HUB_DISABLE_PROGRESS_BARS", "1"),
+                       ("TRANSFORMERS_VERBOSITY", "error"), ("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")):
+        os.environ.setdefault(key, value)
+
+
 @dataclass(frozen=True)
 class EmbeddingModelRef:
     """Which model, without loading it: `name` is what the store records for each vector."""
@@ -63,8 +71,7 @@ class Embedder:
 
     @classmethod
     def load(cls, ref: EmbeddingModelRef, *, device: str = "cpu", batch_size: int = 16) -> Embedder:
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for a hub
-        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        offline()
         from sentence_transformers import SentenceTransformer
 
         if device == "auto":

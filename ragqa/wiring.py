@@ -3,22 +3,11 @@ which classes to build."""
 
 from __future__ import annotations
 
-import os
+__all__ = ["embedding_ref", "load_embedder", "offline", "open_store"]
 
-from rag.embedder import Embedder, EmbeddingModelRef, resolve_model
+from rag.embedder import Embedder, EmbeddingModelRef, offline, resolve_model
 from rag.settings import Settings
 from rag.store import Store
-
-
-def offline() -> None:
-    """No hub downloads, ever: set before any Hugging Face library is imported."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
 
 
 def open_store(settings: Settings) -> Store:

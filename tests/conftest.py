@@ -10,13 +10,10 @@ from pathlib import Path
 
 import pytest
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+from rag.embedder import offline
+from rag.settings import Settings
 
-from rag.settings import Settings  # noqa: E402
+offline()
 
 PG_URL = os.environ.get("RAGQA_TEST_DATABASE_URL", "")
 
