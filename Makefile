@@ -34,7 +34,7 @@ demo: install
 run: demo
 	@echo
 	@echo "The demo library (this project's docs/) is ingested into .ragqa/."
-	@echo "Try:  $(BIN)/ragqa docs      and      $(BIN)/ragqa check"
+	@echo "Try:  $(BIN)/ragqa search \"how are documents chunked\"     and     $(BIN)/ragqa docs"
 
 clean:
 	rm -rf $(VENV) .ragqa .pytest_cache

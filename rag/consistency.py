@@ -179,6 +179,7 @@ def _write_generation(store: Store, conn: Connection, generation: int, index: Ve
                       lexical: LexicalIndex, model: str | None, dim: int | None) -> None:
     lexical.save(store.lexical_path(generation))
     if index is not None:
+        index = index.fitted(store.exact_max)
         index.save(store.faiss_path(generation))
     conn.execute(update(s.index_state).where(s.index_state.c.id == 1).values(
         generation=generation, embedding_model=model if index is not None else None,

@@ -74,16 +74,22 @@ class LexicalIndex:
             rows += [r] * len(counts)
             cols += list(counts)
             vals += list(counts.values())
+        tf = sp.csc_matrix((np.asarray(vals, np.float32), (rows, cols)), shape=(len(texts), len(self.vocab)))
+        self.add_counts(np.asarray(ids, np.int64), tf, np.asarray(lengths, np.int64))
+
+    def add_counts(self, ids: np.ndarray, tf: sp.spmatrix, lengths: np.ndarray) -> None:
+        """Add chunks already analysed: tf [n, vocabulary] term counts over `self.vocab`'s ids,
+        lengths [n] terms per chunk (stopwords excluded)."""
+        tf = _widen(tf, len(self.vocab)).tocsc()
         if len(self.vocab) > len(self.df):
             self.df = np.concatenate([self.df, np.zeros(len(self.vocab) - len(self.df), np.int64)])
-        tf = sp.csc_matrix((np.asarray(vals, np.float32), (rows, cols)), shape=(len(texts), len(self.vocab)))
-        np.add.at(self.df, np.asarray(cols, np.int64), 1)
-        seg = _Segment(np.asarray(ids, np.int64), np.asarray(lengths, np.int64), tf, np.ones(len(texts), bool))
+        self.df += np.diff(tf.indptr)  # each stored (row, term) entry is one chunk holding the term
+        seg = _Segment(np.asarray(ids, np.int64), np.asarray(lengths, np.int64), tf, np.ones(len(ids), bool))
         for r, cid in enumerate(seg.ids):
             assert int(cid) not in self._where, f"chunk {cid} indexed twice"
             self._where[int(cid)] = (len(self.segments), r)
         self.segments.append(seg)
-        self.n_docs += len(texts)
+        self.n_docs += len(ids)
         self.total_len += int(seg.lengths.sum())
         if len(self.segments) > MAX_SEGMENTS:
             self._merge()
@@ -108,12 +114,18 @@ class LexicalIndex:
 
     def search(self, query: str, k: int, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(scores [<=k], chunk ids [<=k]), best first; `allowed` restricts to those chunk ids."""
+        ids, scores = self.matching(query, allowed)
+        top = np.argsort(-scores, kind="stable")[:k]
+        return scores[top], ids[top]
+
+    def matching(self, query: str, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(chunk ids [n], scores [n]) of every chunk that matches a query term, unordered."""
         counts: dict[int, int] = {}
         for t in self.analyzer.terms(query):
             if t in self.vocab:  # a repeated query word counts again, as in Lucene
                 counts[self.vocab[t]] = counts.get(self.vocab[t], 0) + 1
         if not counts or not self.n_docs:
-            return np.zeros(0, np.float32), np.zeros(0, np.int64)
+            return np.zeros(0, np.int64), np.zeros(0, np.float32)
         tids = sorted(counts)
         df = self.df[tids]
         idf = np.log(1 + (self.n_docs - df + 0.5) / (df + 0.5)) * [counts[t] for t in tids]  # Lucene's idf
@@ -133,9 +145,7 @@ class LexicalIndex:
                 keep &= np.isin(seg.ids, allowed)
             all_scores.append(scores[keep])
             all_ids.append(seg.ids[keep])
-        scores, ids = np.concatenate(all_scores), np.concatenate(all_ids)
-        top = np.argsort(-scores, kind="stable")[:k]
-        return scores[top], ids[top]
+        return np.concatenate(all_ids), np.concatenate(all_scores)
 
     def save(self, path: Path) -> None:
         """Write atomically (temporary file, fsync, rename): one .npz holding everything."""

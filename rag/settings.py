@@ -28,8 +28,17 @@ class Settings(BaseSettings):
     embedding_batch_size: int = Field(16, ge=1)
     device: str = Field("cpu", description="Torch device for embeddings: cpu, cuda or auto.")
 
-    chunk_tokens: int = Field(192, ge=16, description="Largest chunk, in embedding-model tokens.")
+    chunk_tokens: int = Field(
+        256, ge=16, description="Largest chunk, in embedding-model tokens (capped at the model's window)."
+    )
     chunk_overlap: int = Field(32, ge=0, description="Tokens shared by neighbouring chunks.")
+
+    search_depth: int = Field(100, ge=10, description="Candidates each search mode contributes to fusion.")
+    dense_weight: float = Field(0.5, ge=0, le=1, description="Weight of dense against lexical in hybrid search.")
+    exact_search_max_chunks: int = Field(
+        200_000, ge=1000, description="Above this many chunks, vector search uses an approximate (IVF) index."
+    )
+    ivf_nprobe: int = Field(32, ge=1, description="Clusters an approximate search scans.")
 
     commit_chunks: int = Field(4096, ge=1, description="Commit the store at least every N new chunks.")
     max_file_mb: float = Field(200.0, gt=0, description="Larger files are refused.")

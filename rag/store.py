@@ -24,7 +24,7 @@ from rag import schema as s
 from rag.db import open_database
 from rag.errors import NotFoundError, StoreError
 from rag.lexical import LexicalIndex
-from rag.vectors import VectorIndex
+from rag.vectors import EXACT_MAX_DEFAULT, NPROBE_DEFAULT, VectorIndex
 
 FAISS_PATTERN = "vectors-{:08d}.faiss"
 LEXICAL_PATTERN = "lexical-{:08d}.npz"
@@ -77,15 +77,18 @@ class CheckReport:
 
 
 class Store:
-    def __init__(self, engine: Engine, index_dir: Path) -> None:
+    def __init__(self, engine: Engine, index_dir: Path, *, exact_max: int = EXACT_MAX_DEFAULT,
+                 nprobe: int = NPROBE_DEFAULT) -> None:
         self.engine = engine
         self.index_dir = index_dir
+        self.exact_max = exact_max  # vector index kind by size: see rag.vectors
+        self.nprobe = nprobe
         index_dir.mkdir(parents=True, exist_ok=True)
         self._lock = FileLock(str(index_dir / "write.lock"))
 
     @classmethod
-    def open(cls, url: str, index_dir: Path) -> Store:
-        return cls(open_database(url), index_dir)
+    def open(cls, url: str, index_dir: Path, **options: int) -> Store:
+        return cls(open_database(url), index_dir, **options)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -124,7 +127,9 @@ class Store:
                 return state, None
             path = self.faiss_path(state.generation)
             try:
-                return state, VectorIndex.load(path)
+                vectors = VectorIndex.load(path)
+                vectors.nprobe = self.nprobe
+                return state, vectors
             except (FileNotFoundError, RuntimeError):
                 if self.index_state().generation == state.generation:
                     raise StoreError(f"vector index {path.name} is missing or damaged: run `ragqa check --repair`") from None

@@ -164,6 +164,7 @@ class StoreWriter:
                 lexical.save(new_files[-1])
                 if vectors is not None:
                     assert len(vectors) == count, (len(vectors), count)
+                    vectors = vectors.fitted(self.store.exact_max)  # exact or IVF, by size
                     new_files.append(self.store.faiss_path(generation))
                     vectors.save(new_files[-1])
                 conn.execute(update(s.index_state).where(s.index_state.c.id == 1).values(

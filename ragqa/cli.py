@@ -15,6 +15,8 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_
                   help="Question answering over your own documents, with citations.")
 bench_app = typer.Typer(no_args_is_help=True, help="Measure speed (nothing is asserted; numbers are printed).")
 app.add_typer(bench_app, name="bench")
+eval_app = typer.Typer(no_args_is_help=True, help="Measure retrieval quality on judged data.")
+app.add_typer(eval_app, name="eval")
 
 _settings: Any = None
 
@@ -158,6 +160,64 @@ def check(
     raise typer.Exit(0 if report.ok else 1)
 
 
+ModeOpt = Annotated[str, typer.Option("--mode", help="hybrid, dense or lexical.")]
+
+
+@app.command()
+@edge
+def search(
+    query: Annotated[str, typer.Argument(help="What to look for.")],
+    k: Annotated[int, typer.Option("-k", min=1, max=200, help="Passages to return.")] = 10,
+    collection: Annotated[list[str] | None, typer.Option(help="Only these collections (repeatable).")] = None,
+    document: Annotated[list[int] | None, typer.Option(help="Only these document ids (repeatable).")] = None,
+    mode: ModeOpt = "hybrid",
+    as_json: JsonOpt = False,
+) -> None:
+    """Ranked passages for a query, with document, pages and score."""
+    from rag.retrieval import Scope
+    from ragqa import wiring
+
+    wiring.offline()
+    retriever = wiring.retriever(settings())
+    passages = retriever.search(query, k, mode, Scope(tuple(collection or ()), tuple(document or ())))  # type: ignore[arg-type]
+    if as_json:
+        _print_json({"query": query, "mode": mode, "passages": [p.as_json() for p in passages]})
+        return
+    if not passages:
+        typer.echo("no matching passages")
+    for n, p in enumerate(passages, 1):
+        typer.echo(f"[{n}] {p.score:.3f}  {p.title}  (p. {p.pages}; {p.collection}; doc {p.document_id})")
+        typer.echo("    " + " ".join(p.text.split())[:400])
+
+
+@eval_app.command("beir")
+@edge
+def eval_beir(
+    folder: Annotated[Path, typer.Argument(help="BEIR folder: corpus.jsonl, queries.jsonl, qrels/SPLIT.tsv.")],
+    split: Annotated[str, typer.Option(help="Which qrels file to judge by.")] = "test",
+    mode: Annotated[str, typer.Option("--mode", help="hybrid, dense, lexical or all.")] = "hybrid",
+    work_dir: Annotated[Path | None, typer.Option(help="Keep the evaluation store here (re-runs reuse it).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """nDCG@10, Recall@10, Recall@100 and MRR@10 on a BEIR folder, in a store of its own."""
+    from ragqa import wiring
+    from ragqa.evaluation import eval_beir as run, parse_modes
+    from ragqa.progress import terminal_progress
+
+    wiring.offline()
+    modes = parse_modes(mode)
+    progress = terminal_progress(not as_json)
+    with progress or contextlib.nullcontext():
+        results = run(folder, split, modes, settings(), work_dir=work_dir, progress=progress)
+    if as_json:
+        _print_json(results[modes[0]] if len(modes) == 1 else results)
+        return
+    for m, r in results.items():
+        typer.echo(f"{m:<8} nDCG@10 {r['ndcg@10']:.4f}  Recall@10 {r['recall@10']:.4f}  "
+                   f"Recall@100 {r['recall@100']:.4f}  MRR@10 {r['mrr@10']:.4f}  ({r['queries']} queries, "
+                   f"{r['documents']} documents, {r['chunks']} chunks)")
+
+
 @bench_app.command("ingest")
 @edge
 def bench_ingest(
@@ -178,6 +238,38 @@ def bench_ingest(
         return
     for key, value in result.items():
         typer.echo(f"{key:<28} {value}")
+
+
+@bench_app.command("search")
+@edge
+def bench_search(
+    chunks: Annotated[list[int] | None, typer.Option("--chunks", help="Synthetic store sizes (repeatable).")] = None,
+    store: Annotated[bool, typer.Option("--store", help="Also time searches on your own store.")] = False,
+    queries: Annotated[int, typer.Option(min=10, help="Queries per measurement.")] = 200,
+    as_json: JsonOpt = False,
+) -> None:
+    """Search latency p50/p95, query embedding included (default: a synthetic 100,000-chunk store)."""
+    from ragqa import bench_search as b
+    from ragqa import wiring
+
+    wiring.offline()
+    cfg = settings()
+    retriever = wiring.retriever(cfg)
+    sizes = chunks or ([] if store else [100_000])
+    results: dict[str, Any] = {f"synthetic_{n}": b.bench_synthetic(retriever, n, cfg.exact_search_max_chunks, queries)
+                               for n in sizes}
+    if store:
+        results["store"] = b.bench_store(retriever, queries)
+    if as_json:
+        _print_json(results)
+        return
+    for name, r in results.items():
+        typer.echo(f"{name}: {r.get('index', '')}")
+        for mode in ("hybrid", "dense", "lexical", "embed_query"):
+            if mode in r:
+                typer.echo(f"  {mode:<12} p50 {r[mode]['p50_ms']:.1f} ms  p95 {r[mode]['p95_ms']:.1f} ms")
+        if r.get("ivf_recall@10") is not None:
+            typer.echo(f"  IVF recall@10 against exact search: {r['ivf_recall@10']}")
 
 
 def main() -> None:

@@ -1,0 +1,97 @@
+"""Expert weights kept MXFP4-quantized, decoded only when a step routes to them.
+
+Each layer's experts stay as the checkpoint stores them (uint8 blocks and scales, about 4.25 bits
+per weight). A step decodes the experts its tokens chose, on the device they live on (on CUDA the
+decode runs on the GPU), and keeps the decoded weights in a least-recently-used cache bounded in
+bytes (`RAGQA_EXPERT_CACHE_MB`; 0 decodes at every step). The whole model is decoded at once only
+when the budget holds it all.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import torch
+
+from llm.mxfp4 import decode_expert
+
+
+@dataclass(frozen=True)
+class DecodedExpert:
+    gate_up: torch.Tensor  # [2I, hidden], rows interleave gate and linear
+    gate_up_bias: torch.Tensor  # [2I]
+    down: torch.Tensor  # [hidden, I]
+    down_bias: torch.Tensor  # [hidden]
+
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in (self.gate_up, self.gate_up_bias, self.down, self.down_bias))
+
+
+class ExpertCache:
+    """Decoded experts, least recently used evicted first, within `budget_bytes`."""
+
+    def __init__(self, budget_bytes: int) -> None:
+        self.budget = budget_bytes
+        self.used = 0
+        self._items: OrderedDict[tuple[int, int, torch.dtype], DecodedExpert] = OrderedDict()
+        self.hits = self.misses = 0
+
+    def get(self, key: tuple[int, int, torch.dtype]) -> DecodedExpert | None:
+        item = self._items.get(key)
+        if item is not None:
+            self._items.move_to_end(key)
+            self.hits += 1
+        else:
+            self.misses += 1
+        return item
+
+    def put(self, key: tuple[int, int, torch.dtype], item: DecodedExpert) -> None:
+        size = item.nbytes()
+        if size > self.budget:
+            return
+        while self.used + size > self.budget and self._items:
+            _, old = self._items.popitem(last=False)
+            self.used -= old.nbytes()
+        self._items[key] = item
+        self.used += size
+
+
+class ExpertWeights:
+    """One layer's experts, quantized."""
+
+    def __init__(self, layer: int, gate_up_blocks: torch.Tensor, gate_up_scales: torch.Tensor,
+                 gate_up_bias: torch.Tensor, down_blocks: torch.Tensor, down_scales: torch.Tensor,
+                 down_bias: torch.Tensor, cache: ExpertCache) -> None:
+        # blocks [E, out, in/32, 16] uint8, scales [E, out, in/32] uint8, bias [E, out]
+        self.layer = layer
+        self.gate_up_blocks, self.gate_up_scales, self.gate_up_bias = gate_up_blocks, gate_up_scales, gate_up_bias
+        self.down_blocks, self.down_scales, self.down_bias = down_blocks, down_scales, down_bias
+        self.cache = cache
+
+    @property
+    def num_experts(self) -> int:
+        return int(self.gate_up_blocks.shape[0])
+
+    def get(self, expert: int, dtype: torch.dtype) -> DecodedExpert:
+        key = (self.layer, expert, dtype)
+        item = self.cache.get(key)
+        if item is None:
+            item = DecodedExpert(
+                gate_up=decode_expert(self.gate_up_blocks[expert], self.gate_up_scales[expert], dtype),
+                gate_up_bias=self.gate_up_bias[expert].to(dtype),
+                down=decode_expert(self.down_blocks[expert], self.down_scales[expert], dtype),
+                down_bias=self.down_bias[expert].to(dtype),
+            )
+            self.cache.put(key, item)
+        return item
+
+    def to(self, device: torch.device) -> ExpertWeights:
+        return ExpertWeights(self.layer, *(t.to(device) for t in (
+            self.gate_up_blocks, self.gate_up_scales, self.gate_up_bias, self.down_blocks, self.down_scales,
+            self.down_bias)), cache=self.cache)
+
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in (
+            self.gate_up_blocks, self.gate_up_scales, self.gate_up_bias, self.down_blocks, self.down_scales,
+            self.down_bias))

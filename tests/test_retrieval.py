@@ -1,0 +1,120 @@
+"""Search over a real store: the three modes, scopes, passages, and staying current."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sqlalchemy import select
+
+from rag import schema as s
+from rag.errors import NotFoundError
+from rag.records import PAGE_SEPARATOR
+from rag.retrieval import Retriever, Scope
+from tests.helpers import run_ingest
+
+DOCS = {
+    "volcano.txt": "Volcanoes\n\nMagma rises through the crust and erupts as lava. Ash clouds ground aircraft. "
+                   "The 2010 eruption of Eyjafjallajokull closed European airspace for six days.",
+    "bread.txt": "Baking bread\n\nYeast ferments the sugars in flour and releases carbon dioxide, which makes "
+                 "the dough rise. Knead the dough for ten minutes, then let it prove for an hour.",
+    "codes.txt": "Part numbers\n\nThe replacement valve for the cooling loop is part ZQ-4471-B. Order it from "
+                 "stores; the older part ZQ-4470 is withdrawn.",
+    "chess.txt": "Chess openings\n\nThe Sicilian Defence answers 1.e4 with c5 and leads to sharp, unbalanced "
+                 "positions. The Queen's Gambit offers a pawn to gain the centre.",
+}
+
+
+@pytest.fixture
+def library(tmp_path: Path, store, settings, embedder):  # type: ignore[no-untyped-def]
+    folder = tmp_path / "lib"
+    folder.mkdir()
+    for name, text in DOCS.items():
+        (folder / name).write_text(text)
+    run_ingest([folder], store, settings, embedder, collection="general")
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "volcano-notes.txt").write_text("Field notes\n\nLava from the eruption covered the road to the "
+                                             "observatory; magma chambers refill slowly.")
+    run_ingest([other], store, settings, embedder, collection="field")
+    return folder
+
+
+def _retriever(store, embedder) -> Retriever:  # type: ignore[no-untyped-def]
+    return Retriever(store, lambda: embedder)
+
+
+def _titles(passages) -> list[str]:  # type: ignore[no-untyped-def]
+    return [p.title for p in passages]
+
+
+def test_each_mode_finds_what_it_is_good_at(library, store, embedder) -> None:  # type: ignore[no-untyped-def]
+    r = _retriever(store, embedder)
+    # Paraphrase, no shared words: dense finds it.
+    assert _titles(r.search("how do I make a loaf rise", 1, "dense")) == ["Baking bread"]
+    # A rare code: lexical finds it.
+    assert _titles(r.search("ZQ-4471-B", 1, "lexical")) == ["Part numbers"]
+    # Hybrid gets both right.
+    assert _titles(r.search("how do I make a loaf rise", 1, "hybrid")) == ["Baking bread"]
+    assert _titles(r.search("ZQ-4471-B", 1, "hybrid")) == ["Part numbers"]
+    # A query whose words match nothing still gets dense results in hybrid mode.
+    assert _titles(r.search("pâtisserie levain", 4, "hybrid"))
+
+
+def test_scope_restricts_every_mode_and_unknown_collection_is_an_error(library, store, embedder) -> None:  # type: ignore[no-untyped-def]
+    r = _retriever(store, embedder)
+    for mode in ("dense", "lexical", "hybrid"):
+        everywhere = r.search("lava eruption magma", 5, mode)
+        assert {p.collection for p in everywhere} == {"general", "field"}
+        field = r.search("lava eruption magma", 5, mode, Scope(collections=("field",)))
+        assert field and {p.collection for p in field} == {"field"}
+    bread_id = next(p.document_id for p in r.search("bread", 1, "lexical"))
+    only = r.search("lava eruption magma", 5, "hybrid", Scope(documents=(bread_id,)))
+    assert {p.document_id for p in only} <= {bread_id}
+    with pytest.raises(NotFoundError):
+        r.search("x", 3, "hybrid", Scope(collections=("nope",)))
+
+
+def test_results_follow_additions_changes_and_removals(library, store, settings, embedder) -> None:  # type: ignore[no-untyped-def]
+    r = _retriever(store, embedder)
+    assert not r.search("aurora borealis", 3, "lexical")
+    (library / "sky.txt").write_text("Night sky\n\nThe aurora borealis glows green over Tromso in winter.")
+    run_ingest([library], store, settings, embedder, collection="general")
+    assert _titles(r.search("aurora borealis", 1, "hybrid")) == ["Night sky"]
+    (library / "sky.txt").write_text("Night sky\n\nNoctilucent clouds shine blue after sunset in summer.")
+    run_ingest([library], store, settings, embedder, collection="general")
+    assert not r.search("aurora borealis", 3, "lexical")
+    assert _titles(r.search("noctilucent clouds", 1, "hybrid")) == ["Night sky"]
+    (library / "sky.txt").unlink()
+    run_ingest([library], store, settings, embedder, collection="general", prune=True)
+    assert "Night sky" not in _titles(r.search("noctilucent clouds", 5, "hybrid"))
+
+
+def _document_text(store, document_id: int) -> str:  # type: ignore[no-untyped-def]
+    with store.engine.connect() as c:
+        pages = c.execute(select(s.pages.c.text).where(s.pages.c.document_id == document_id)
+                          .order_by(s.pages.c.page_no)).scalars().all()
+    return PAGE_SEPARATOR.join(pages)
+
+
+def test_passages_are_exact_slices_and_never_overlap(tmp_path: Path, store, settings, embedder) -> None:  # type: ignore[no-untyped-def]
+    rng = np.random.default_rng(3)
+    topics = ["glaciers carve valleys", "rivers deposit silt", "winds shape dunes", "waves erode cliffs"]
+    sentences = [f"Sentence {n}: {topics[n % 4]} over {int(rng.integers(2, 900))} years." for n in range(120)]
+    (tmp_path / "geo.txt").write_text("Landforms\n\n" + " ".join(sentences))
+    run_ingest([tmp_path / "geo.txt"], store, settings, embedder)
+    r = _retriever(store, embedder)
+    text = _document_text(store, r.search("glaciers", 1, "lexical")[0].document_id)
+    for mode in ("dense", "lexical", "hybrid"):
+        passages = r.search("glaciers carve valleys over years", 8, mode)
+        assert len(passages) >= 3
+        spans = sorted((p.char_start, p.char_end) for p in passages)
+        for (a0, a1), (b0, b1) in zip(spans, spans[1:]):
+            assert a1 <= b0, f"{mode}: passages overlap: {spans}"
+        for p in passages:
+            assert p.text == text[p.char_start:p.char_end]
+            assert len(p.chunk_ids) <= 3
+    # Scores come best first.
+    scores = [p.score for p in r.search("rivers deposit silt", 8, "hybrid")]
+    assert scores == sorted(scores, reverse=True)
