@@ -46,6 +46,17 @@ class Checkpoint:
                 return {name: single.name for name in fh.keys()}
         raise CheckpointError(f"no model.safetensors(.index.json) in {self.folder}")
 
+    def stop_ids(self) -> tuple[int, ...]:
+        """End-of-sequence ids: generation_config.json's, else config.json's."""
+        path = self.folder / "generation_config.json"
+        try:
+            eos = json.loads(path.read_text()).get("eos_token_id") if path.is_file() else None
+        except (OSError, ValueError):
+            eos = None
+        if eos is None:
+            return self.config.eos_token_ids
+        return tuple(eos if isinstance(eos, list) else [eos])
+
     def names(self) -> list[str]:
         return sorted(self.weight_map)
 

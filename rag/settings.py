@@ -40,6 +40,12 @@ class Settings(BaseSettings):
     )
     ivf_nprobe: int = Field(32, ge=1, description="Clusters an approximate search scans.")
 
+    model_path: Path | None = Field(None, description="Local gpt-oss checkpoint folder (native generator).")
+    generator_device: str = Field("auto", description="Device for the native generator: auto, cpu or cuda.")
+    generator_dtype: str = Field("auto", description="auto (bfloat16 on GPU, float32 on CPU), float32 or bfloat16.")
+    expert_cache_mb: float = Field(1024.0, ge=0, description="Decoded MXFP4 experts kept in memory; 0 decodes each step.")
+    context_tokens: int = Field(8192, ge=256, description="Longest prompt plus answer the generator plans memory for.")
+
     commit_chunks: int = Field(4096, ge=1, description="Commit the store at least every N new chunks.")
     max_file_mb: float = Field(200.0, gt=0, description="Larger files are refused.")
     file_timeout_s: float = Field(300.0, gt=0, description="Reading one file may take this long.")

@@ -272,6 +272,11 @@ def bench_search(
             typer.echo(f"  IVF recall@10 against exact search: {r['ivf_recall@10']}")
 
 
+from ragqa import cli_llm  # noqa: E402 - registers `llm` and `bench generate` on the app above
+
+cli_llm.register(app, bench_app, edge, settings, _print_json)
+
+
 def main() -> None:
     app()
 

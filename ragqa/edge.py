@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 import typer
 
+from llm.errors import LlmError
 from rag.errors import RagqaError, one_line
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -32,7 +33,7 @@ def user_errors(home: Callable[[], Path]) -> Callable[[F], F]:
                 return fn(*args, **kwargs)
             except (typer.Exit, typer.Abort, SystemExit):
                 raise
-            except RagqaError as exc:
+            except (RagqaError, LlmError) as exc:
                 fail(str(exc), exc.exit_code)
             except KeyboardInterrupt:
                 typer.echo("interrupted", err=True)

@@ -1,0 +1,106 @@
+"""`ragqa bench generate`: our engine against transformers on the same checkpoint.
+
+Each configuration runs in a fresh process, so its peak memory (the resident-set high-water mark
+minus what the process held before loading the model) is its own. Configurations: our engine with
+the configured expert cache, with the cache off (experts decoded at every step), with every expert
+decoded up front (the fully decoded copy), and transformers' `generate` (which dequantizes the
+whole model on the CPU).
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ALL_DECODED_MB = 1 << 30  # a budget no checkpoint reaches: every expert stays decoded
+
+
+def bench_all(model: Path, prompt_tokens: int, new_tokens: int, cache_mb: float, reference: bool) -> dict[str, Any]:
+    runs = {"ours": ("ours", cache_mb), "ours_cache_off": ("ours", 0.0), "ours_all_decoded": ("ours", ALL_DECODED_MB)}
+    if reference:
+        runs["transformers"] = ("transformers", 0.0)
+    results = {name: _run(model, kind, mb, prompt_tokens, new_tokens) for name, (kind, mb) in runs.items()}
+    comparisons: dict[str, Any] = {}
+    if reference:
+        comparisons["decode_speedup_vs_transformers"] = round(
+            results["ours"]["decode_tok_s"] / results["transformers"]["decode_tok_s"], 2)
+    comparisons["cache_off_peak_vs_all_decoded"] = round(
+        results["ours_cache_off"]["peak_mib"] / results["ours_all_decoded"]["peak_mib"], 3)
+    return {"model": str(model), "prompt_tokens": prompt_tokens, "new_tokens": new_tokens,
+            "expert_cache_mb": cache_mb, "runs": results, "comparisons": comparisons}
+
+
+def _run(model: Path, kind: str, cache_mb: float, prompt_tokens: int, new_tokens: int) -> dict[str, float]:
+    cmd = [sys.executable, "-m", "ragqa.bench_generate", str(model), kind, str(cache_mb), str(prompt_tokens),
+           str(new_tokens)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        from llm.errors import LlmError
+
+        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        raise LlmError(f"benchmark run {kind} failed: {tail}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _rss_mib() -> float:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def _worker(model: Path, kind: str, cache_mb: float, prompt_tokens: int, new_tokens: int) -> dict[str, float]:
+    import torch
+
+    torch.manual_seed(0)
+    prompt = torch.randint(0, 256, (1, prompt_tokens))
+    if kind == "transformers":
+        from transformers import GptOssForCausalLM, Mxfp4Config
+        from transformers.utils import logging
+
+        logging.set_verbosity_error()
+        before = _rss_mib()
+        net = GptOssForCausalLM.from_pretrained(str(model), dtype=torch.float32,
+                                                quantization_config=Mxfp4Config(dequantize=True)).eval()
+        mask = torch.ones_like(prompt)
+
+        def run(n: int) -> None:
+            net.generate(prompt, attention_mask=mask, max_new_tokens=n, min_new_tokens=n, do_sample=False,
+                         pad_token_id=0)
+    else:
+        from llm.engine import Engine, Sampling
+        from llm.loader import load_model
+
+        before = _rss_mib()
+        ours, _, _ = load_model(model, device="cpu", dtype="float32", expert_cache_mb=cache_mb)
+        engine = Engine(ours)
+        if cache_mb >= ALL_DECODED_MB:  # decode every expert now, as a fully decoded copy would be
+            for layer in ours.layers:
+                for e in range(layer.mlp.experts.num_experts):
+                    layer.mlp.experts.get(e, torch.float32)
+
+        def run(n: int) -> None:
+            engine.generate([prompt[0].tolist()], Sampling(max_new_tokens=n, greedy=True))
+
+    run(2)  # warm up
+    t0 = time.perf_counter()
+    run(1)
+    first = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    run(new_tokens + 1)
+    total = time.perf_counter() - t0
+    decode_s = max(total - first, 1e-9)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"prefill_tok_s": round(prompt_tokens / first, 1), "decode_tok_s": round(new_tokens / decode_s, 1),
+            "first_token_ms": round(first * 1000, 1), "peak_mib": round(peak - before, 1)}
+
+
+if __name__ == "__main__":
+    a = sys.argv[1:]
+    print(json.dumps(_worker(Path(a[0]), a[1], float(a[2]), int(a[3]), int(a[4]))))
