@@ -18,3 +18,7 @@ class CheckpointError(LlmError):
 
 class OutOfMemory(LlmError):
     """Refused before loading: the model would not fit."""
+
+
+class GeneratorError(LlmError):
+    """A generator backend cannot answer now (server unreachable, model missing); one line."""

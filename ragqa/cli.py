@@ -190,6 +190,81 @@ def search(
         typer.echo("    " + " ".join(p.text.split())[:400])
 
 
+@app.command()
+@edge
+def ask(
+    question: Annotated[str, typer.Argument(help="The question.")],
+    reasoning: Annotated[str | None, typer.Option(help="low, medium or high (default: RAGQA_REASONING).")] = None,
+    collection: Annotated[list[str] | None, typer.Option(help="Only these collections (repeatable).")] = None,
+    show_reasoning: Annotated[bool, typer.Option("--show-reasoning", help="Also print the model's reasoning.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Answer a question from the library, with checked citations."""
+    from rag.answer import REASONING_LEVELS, Collected
+    from rag.errors import ConfigError
+    from rag.retrieval import Scope
+    from ragqa import wiring
+
+    wiring.offline()
+    cfg = settings()
+    level = reasoning or cfg.reasoning
+    if level not in REASONING_LEVELS:
+        raise ConfigError(f"--reasoning must be one of {', '.join(REASONING_LEVELS)}")
+    answerer = wiring.answerer(cfg)
+    draft = answerer.prepare(question, scope=Scope(tuple(collection or ())), reasoning=level)
+    collected = Collected()
+    for chunk in answerer.stream(draft, collected):
+        if not as_json and chunk.channel == "final":
+            typer.echo(chunk.text, nl=False)
+    answer = answerer.finish(draft, collected)
+    if as_json:
+        _print_json(answer.as_json())
+        return
+    typer.echo()
+    _print_answer_details(answer, show_reasoning)
+
+
+def _print_answer_details(answer: Any, show_reasoning: bool) -> None:
+    if show_reasoning and answer.reasoning:
+        typer.echo("\nreasoning:\n" + answer.reasoning)
+    label = " (extractive: sentences quoted from the sources, no language model)" if answer.extractive else ""
+    typer.echo(f"\nbackend: {answer.backend}{label}")
+    for s in answer.sources:
+        mark = "*" if s.cited else " "
+        p = s.passage
+        typer.echo(f"{mark}[{s.number}] {p.title}  (p. {p.pages}; doc {p.document_id}; {p.path})")
+        for q in s.quotes:
+            typer.echo(f"      p. {q.page}, characters {q.start}-{q.end}: " + " ".join(q.text.split())[:160])
+    for d in answer.dropped:
+        typer.echo(f"  left out: {d}")
+    for problem in answer.problems:
+        typer.echo(f"  citation problem: {problem}", err=True)
+
+
+@app.command()
+@edge
+def ui(
+    address: Annotated[str, typer.Option(help="Address to listen on (127.0.0.1: this machine only).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535)] = 8501,
+) -> None:
+    """Start the staff UI (Streamlit) at http://ADDRESS:PORT."""
+    import os
+    import sys
+
+    import app as app_package
+    from ragqa import wiring
+
+    wiring.offline()
+    settings()  # a bad setting is reported here, in one line, before the server starts
+    script = Path(app_package.__file__).parent / "main.py"
+    args = [sys.executable, "-m", "streamlit", "run", str(script), "--server.address", address, "--server.port",
+            str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false",
+            "--client.showErrorDetails", "none", "--client.toolbarMode", "minimal",
+            "--server.maxUploadSize", str(int(settings().max_file_mb))]
+    typer.echo(f"ragqa UI on http://{address}:{port}  (Ctrl+C stops it)", err=True)
+    os.execv(sys.executable, args)
+
+
 @eval_app.command("beir")
 @edge
 def eval_beir(

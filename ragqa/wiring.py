@@ -3,8 +3,11 @@ which classes to build."""
 
 from __future__ import annotations
 
-__all__ = ["embedding_ref", "load_embedder", "offline", "open_store", "retriever"]
+__all__ = ["answerer", "embedding_ref", "generator", "generator_kind", "load_embedder", "offline", "open_store",
+           "retriever"]
 
+from llm.generator import Generator
+from rag.answer import Answerer
 from rag.embedder import Embedder, EmbeddingModelRef, offline, resolve_model
 from rag.settings import Settings
 from rag.retrieval import Retriever
@@ -31,3 +34,58 @@ def retriever(settings: Settings, store: Store | None = None) -> Retriever:
     """Search over the store; the embedding model loads on the first dense search."""
     return Retriever(store or open_store(settings), lambda: load_embedder(settings), depth=settings.search_depth,
                      dense_weight=settings.dense_weight)
+
+
+def generator_kind(settings: Settings) -> str:
+    if settings.generator != "auto":
+        return settings.generator
+    if settings.openai_base_url:
+        return "openai"
+    return "native" if settings.model_path else "extractive"
+
+
+def generator(settings: Settings, retriever: Retriever | None = None) -> Generator:
+    """The configured backend. Nothing heavy loads here: models load on first use."""
+    from rag.errors import ConfigError
+
+    kind = generator_kind(settings)
+    if kind == "native":
+        from llm.native import NativeGenerator
+
+        if settings.model_path is None:
+            raise ConfigError("RAGQA_GENERATOR=native needs RAGQA_MODEL_PATH (a local gpt-oss checkpoint folder)")
+        return NativeGenerator(settings.model_path, device=settings.generator_device, dtype=settings.generator_dtype,
+                               expert_cache_mb=settings.expert_cache_mb, context=settings.context_tokens)
+    if kind == "openai":
+        from llm.openai_server import OpenAIGenerator
+
+        if not settings.openai_base_url:
+            raise ConfigError("RAGQA_GENERATOR=openai needs RAGQA_OPENAI_BASE_URL")
+        key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
+        count = _local_token_counter(settings)
+        return OpenAIGenerator(settings.openai_base_url, settings.openai_model, key, context=settings.context_tokens,
+                               count_tokens=count)
+    if kind == "fake":
+        from llm.generator import FakeGenerator
+
+        return FakeGenerator(settings.context_tokens)
+    from llm.extractive import ExtractiveGenerator
+
+    embed = (lambda texts: retriever.embedder().encode(texts)) if retriever is not None else None
+    return ExtractiveGenerator(embed)
+
+
+def _local_token_counter(settings: Settings):  # type: ignore[no-untyped-def]
+    """The model's own tokenizer when a checkpoint folder is configured beside the server."""
+    if settings.model_path and (settings.model_path / "tokenizer.json").is_file():
+        from llm.harmony import HarmonyTokenizer
+
+        tok = HarmonyTokenizer.from_file(str(settings.model_path / "tokenizer.json"))
+        return lambda text: len(tok.text(text))
+    return None
+
+
+def answerer(settings: Settings, retriever_: Retriever | None = None, generator_: Generator | None = None) -> Answerer:
+    r = retriever_ or retriever(settings)
+    return Answerer(r, generator_ or generator(settings, r), passages=settings.answer_passages,
+                    max_answer_tokens=settings.answer_max_tokens)

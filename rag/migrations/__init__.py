@@ -9,11 +9,12 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Connection, Engine, inspect, select
 
-from rag.migrations import m0001_initial
+from rag.migrations import m0001_initial, m0002_conversations
 from rag.schema import schema_version
 
 STEPS: list[tuple[int, Callable[[Connection], None]]] = [
     (1, m0001_initial.upgrade),
+    (2, m0002_conversations.upgrade),
 ]
 
 LATEST = STEPS[-1][0]

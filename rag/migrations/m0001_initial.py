@@ -8,7 +8,7 @@ from rag import schema
 
 
 def upgrade(conn: Connection) -> None:
-    # At version 1 the current schema *is* version 1. When a later step changes a table, copy the
-    # version-1 definitions here first so this step keeps building what it built.
-    schema.metadata.create_all(conn)
+    # Only version 1's tables: later steps create theirs. When a later step changes one of these
+    # tables, copy its version-1 definition here first so this step keeps building what it built.
+    schema.metadata.create_all(conn, tables=list(schema.VERSION_1_TABLES))
     conn.execute(schema.index_state.insert().values(id=1, generation=0, chunk_count=0))

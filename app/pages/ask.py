@@ -1,0 +1,139 @@
+"""Ask: a chat over the library. Answers stream; each shows its sources with the cited span
+highlighted, the reasoning in a closed box, and thumbs up/down with a comment."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import streamlit as st
+
+from app import render, resources
+from rag.answer import REASONING_LEVELS, Collected
+from rag.retrieval import Scope
+
+
+def sidebar(cfg: Any) -> tuple[tuple[str, ...], str]:
+    chats = resources.conversations()
+    with st.sidebar:
+        if st.button("New chat", icon=":material/add:", width="stretch"):
+            st.session_state.conversation = None
+            st.rerun()
+        collections = resources.store().collections()
+        chosen = st.multiselect("Collections", collections, placeholder="All collections", key="collections")
+        levels = list(REASONING_LEVELS)
+        level = st.selectbox("Reasoning", levels, index=levels.index(cfg.reasoning), key="reasoning",
+                             help="How long the model thinks before answering (ignored by the extractive backend).")
+        st.caption("Conversations")
+        for c in chats.recent():
+            current = st.session_state.get("conversation") == c.id
+            if st.button(c.title, key=f"conv_{c.id}", width="stretch",
+                         type="primary" if current else "secondary"):
+                st.session_state.conversation = c.id
+                st.rerun()
+    return tuple(chosen), level
+
+
+def show_sources(answer: dict[str, Any], message_id: int) -> None:
+    sources = answer.get("sources", [])
+    cited = [s for s in sources if s["cited"]]
+    if answer.get("extractive"):
+        st.caption("Extractive answer: sentences quoted from the sources, no language model.")
+    for s in cited or sources:
+        label = f"[{s['number']}] {s['title']}, p. {s['pages']}"
+        with st.expander(label, expanded=False):
+            spans = [(q["passage_start"], q["passage_end"]) for q in s["quotes"]]
+            st.markdown(render.highlighted(s["text"], spans))
+            for q in s["quotes"]:
+                st.caption(f"Cited: page {q['page']}, characters {q['start']}–{q['end']}"
+                           + ("" if q["verbatim"] else " (closest sentence)"))
+            original(s, key=f"dl_{message_id}_{s['number']}")
+    for d in answer.get("dropped", []):
+        st.caption(f"Left out: {d}")
+    for p in answer.get("problems", []):
+        st.warning(f"Citation check: {p}")
+
+
+def original(source: dict[str, Any], key: str) -> None:
+    path = Path(source["path"])
+    if path.is_file() and path.stat().st_size <= 50 * 2**20:
+        st.download_button("Download the original", path.read_bytes(), file_name=path.name, key=key,
+                           icon=":material/download:")
+    else:
+        st.caption(f"Original: {source['path']}")
+
+
+def feedback(message_id: int, rating: int | None) -> None:
+    chats = resources.conversations()
+    if rating is not None:
+        st.caption("Thanks for the feedback." if rating > 0 else "Thanks: we will look at this answer.")
+        return
+    choice = st.feedback("thumbs", key=f"fb_{message_id}")
+    if choice is not None:
+        comment = st.text_input("Comment (optional)", key=f"fbc_{message_id}")
+        if st.button("Send feedback", key=f"fbs_{message_id}"):
+            chats.rate(message_id, 1 if choice == 1 else -1, comment)
+            st.rerun()
+
+
+def show_history(conversation_id: int) -> None:
+    for m in resources.conversations().messages(conversation_id):
+        with st.chat_message(m.role):
+            if m.role == "user":
+                st.markdown(render.escape_markdown(m.content))
+                continue
+            answer = m.answer or {}
+            extractive = answer.get("extractive", False)
+            st.markdown(render.escape_markdown(m.content) if extractive else render.model_answer(m.content))
+            if answer.get("reasoning"):
+                with st.expander("Reasoning", expanded=False):
+                    st.markdown(render.escape_markdown(answer["reasoning"]))
+            show_sources(answer, m.id)
+            feedback(m.id, m.rating)
+
+
+def answer_now(question: str, collections: tuple[str, ...], level: str) -> None:
+    chats = resources.conversations()
+    if st.session_state.get("conversation") is None:
+        st.session_state.conversation = chats.start(question)
+    conversation = st.session_state.conversation
+    chats.add(conversation, "user", question)
+    with st.chat_message("user"):
+        st.markdown(render.escape_markdown(question))
+    with st.chat_message("assistant"), resources.shown_errors():
+        answerer = resources.answerer()
+        with st.spinner("Searching the library…"):
+            draft = answerer.prepare(question, scope=Scope(collections), reasoning=level)
+        collected = Collected()
+        thinking = st.empty()
+
+        def final_text():  # type: ignore[no-untyped-def]
+            for chunk in answerer.stream(draft, collected):
+                if chunk.channel == "final":
+                    yield chunk.text
+                else:
+                    thinking.caption("Reasoning…")
+            thinking.empty()
+
+        st.write_stream(final_text())
+        answer = answerer.finish(draft, collected)
+    chats.add(conversation, "assistant", answer.text, answer.as_json())
+    st.rerun()
+
+
+def page() -> None:
+    cfg = resources.settings()
+    st.title("Ask the library")
+    collections, level = sidebar(cfg)
+    conversation = st.session_state.get("conversation")
+    if conversation is not None:
+        show_history(conversation)
+    elif resources.store().counts()["ready"] == 0:
+        st.info("The library is empty: add documents on the Library page.")
+    question = st.chat_input("Ask a question about your documents")
+    if question and question.strip():
+        answer_now(question.strip(), collections, level)
+
+
+with resources.shown_errors():
+    page()

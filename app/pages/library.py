@@ -1,0 +1,124 @@
+"""Library: upload files (the same pipeline as `ragqa ingest`), list, filter and delete documents,
+and see which files failed and why."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import streamlit as st
+
+from app import render, resources
+from rag.errors import RagqaError
+
+
+class UploadProgress:
+    """The pipeline's progress callbacks drawn as a Streamlit progress bar."""
+
+    def __init__(self, files: int) -> None:
+        self._bar = st.progress(0.0, text="Reading files…")
+        self._total = max(files, 1)
+        self._done = 0
+        self._chunks = 0
+
+    def start(self, files: int) -> None:
+        self._total = max(files, 1)
+
+    def file_done(self, path: str, outcome: str) -> None:
+        self._done += 1
+        self._draw()
+
+    def chunks_embedded(self, n: int) -> None:
+        self._chunks += n
+        self._draw()
+
+    def message(self, text: str) -> None:
+        pass
+
+    def _draw(self) -> None:
+        self._bar.progress(min(self._done / self._total, 1.0),
+                           text=f"{self._done} of {self._total} files, {self._chunks} chunks embedded")
+
+
+def upload_section(cfg: Any) -> None:
+    from ingest.pipeline import ingest
+    from ingest.uploads import save_upload
+    from ragqa import wiring
+
+    st.subheader("Add documents")
+    with st.form("upload", clear_on_submit=True):
+        files = st.file_uploader("PDF, text, Markdown, HTML or DOCX", accept_multiple_files=True,
+                                 type=["pdf", "txt", "md", "markdown", "html", "htm", "docx"])
+        collection = st.text_input("Collection", value="default")
+        submitted = st.form_submit_button("Add to the library", icon=":material/upload:")
+    if not (submitted and files):
+        return
+    limit = int(cfg.max_file_mb * 2**20)
+    paths, refused = [], []
+    for f in files:
+        try:
+            paths.append(save_upload(cfg.home / "uploads", f.name, f.getvalue(), limit))
+        except RagqaError as exc:
+            refused.append(str(exc))
+    summary = None
+    if paths:
+        progress = UploadProgress(len(paths))
+        summary = ingest(paths, resources.store(), cfg, wiring.embedding_ref(cfg), collection=collection.strip() or "default",
+                         load_embedder=lambda: resources.retriever().embedder(), progress=progress)
+    report(summary, refused)
+
+
+def report(summary: Any, refused: list[str]) -> None:
+    if summary is not None:
+        st.success(f"Added {summary.added}, updated {summary.updated}, unchanged {summary.unchanged}, "
+                   f"failed {len(summary.failed)} ({summary.chunks} chunks).")
+        for d in summary.duplicates:
+            st.info(f"{d['path']}: same content as {d['same_as']} (stored once).")
+        for f in summary.failed:
+            st.error(f"{f['path'].rsplit('/', 1)[-1]}: {f['error']}")
+    for reason in refused:
+        st.error(reason)
+
+
+def documents_section() -> None:
+    store = resources.store()
+    st.subheader("Documents")
+    cols = st.columns([2, 2, 3])
+    collection = cols[0].selectbox("Collection", ["All", *store.collections()])
+    status = cols[1].selectbox("Status", ["All", "ready", "failed", "duplicate"])
+    needle = cols[2].text_input("Title or path contains")
+    docs = store.documents(None if collection == "All" else collection)
+    rows = [d for d in docs if (status == "All" or d.status == status)
+            and (not needle or needle.lower() in (d.title + " " + d.path).lower())]
+    if not rows:
+        st.info("No documents match." if docs else "The library is empty.")
+        return
+    st.dataframe([{"id": d.id, "title": d.title, "collection": d.collection, "status": d.status, "pages": d.pages,
+                   "chunks": d.chunks, "file": d.path.rsplit("/", 1)[-1], "error": d.error or ""} for d in rows],
+                 hide_index=True, width="stretch")
+    failed = [d for d in rows if d.status == "failed"]
+    if failed:
+        with st.expander(f"{len(failed)} failed", expanded=True):
+            for d in failed:
+                st.markdown("- " + render.escape_markdown(f"{d.path.rsplit('/', 1)[-1]}: {d.error}"))
+    delete_section(rows)
+
+
+def delete_section(rows: list[Any]) -> None:
+    labels = {d.id: f"{d.id}: {d.title}" for d in rows}
+    chosen = st.multiselect("Delete documents", list(labels), format_func=labels.get)
+    if chosen and st.button(f"Delete {len(chosen)} document(s)", type="primary", icon=":material/delete:"):
+        with resources.store().writer() as w:
+            for doc_id in chosen:
+                w.remove(doc_id)
+        st.success(f"Deleted {len(chosen)} document(s).")
+        st.rerun()
+
+
+def page() -> None:
+    st.title("Library")
+    upload_section(resources.settings())
+    documents_section()
+
+
+with resources.shown_errors():
+    page()

@@ -1,0 +1,90 @@
+"""Conversations of the staff UI, kept in the database: questions, answers (with their sources),
+and thumbs up/down with a comment on an answer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Engine, delete, func, select, update
+
+from rag import schema as s
+from rag.errors import ConfigError, NotFoundError
+
+
+@dataclass(frozen=True)
+class Conversation:
+    id: int
+    title: str
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class Message:
+    id: int
+    role: str
+    content: str
+    answer: dict[str, Any] | None
+    rating: int | None  # latest feedback on this message, if any
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Conversations:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def start(self, first_question: str) -> int:
+        title = " ".join(first_question.split())[:80] or "New conversation"
+        with self.engine.begin() as conn:
+            return int(conn.execute(s.conversations.insert().values(
+                title=title, created_at=_now(), updated_at=_now())).inserted_primary_key[0])
+
+    def recent(self, limit: int = 30) -> list[Conversation]:
+        c = s.conversations.c
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(c.id, c.title, c.updated_at).order_by(c.updated_at.desc(), c.id.desc())
+                                .limit(limit))
+            return [Conversation(*r) for r in rows]
+
+    def messages(self, conversation_id: int) -> list[Message]:
+        m, f = s.messages.c, s.feedback.c
+        latest = (select(f.rating).where(f.message_id == m.id).order_by(f.id.desc()).limit(1)
+                  .correlate(s.messages).scalar_subquery())
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(m.id, m.role, m.content, m.answer, latest)
+                                .where(m.conversation_id == conversation_id).order_by(m.id))
+            return [Message(*r) for r in rows]
+
+    def add(self, conversation_id: int, role: str, content: str, answer: dict[str, Any] | None = None) -> int:
+        with self.engine.begin() as conn:
+            found = conn.execute(update(s.conversations).where(s.conversations.c.id == conversation_id)
+                                 .values(updated_at=_now())).rowcount
+            if not found:
+                raise NotFoundError(f"no conversation {conversation_id}")
+            return int(conn.execute(s.messages.insert().values(
+                conversation_id=conversation_id, role=role, content=content, answer=answer,
+                created_at=_now())).inserted_primary_key[0])
+
+    def rate(self, message_id: int, rating: int, comment: str = "") -> None:
+        if rating not in (1, -1):
+            raise ConfigError("a rating is +1 or -1")
+        with self.engine.begin() as conn:
+            if conn.execute(select(func.count()).where(s.messages.c.id == message_id)).scalar() == 0:
+                raise NotFoundError(f"no message {message_id}")
+            conn.execute(s.feedback.insert().values(message_id=message_id, rating=rating, comment=comment.strip(),
+                                                    created_at=_now()))
+
+    def feedback(self) -> list[dict[str, Any]]:
+        f, m = s.feedback.c, s.messages.c
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(f.message_id, f.rating, f.comment, f.created_at, m.content)
+                                .join(s.messages, m.id == f.message_id).order_by(f.id))
+            return [dict(r._mapping) for r in rows]
+
+    def remove(self, conversation_id: int) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(delete(s.conversations).where(s.conversations.c.id == conversation_id))
