@@ -23,6 +23,9 @@ NO_ANSWER = "The sources do not contain an answer to this question."
 # Sentence ends, line breaks and page breaks. Splits keep every sentence a verbatim slice of its
 # source, so that a citation can point at its exact characters.
 _BOUNDARY = re.compile(r"(?<=[.!?])[\"')\]]*\s+(?=[\"'(\[]?[A-Z0-9])|\n\s*\n|\f|\n(?=\s*(?:[-*•#]|\d+[.)])\s)")
+# A full stop after these is not a sentence end ("Dr. Smith", "e.g. this", "J. Smith").
+_ABBREVIATION = re.compile(r"(?:\b(?:Dr|Mr|Mrs|Ms|Prof|St|No|Nr|Fig|Figs|Eq|vs|etc|approx|Inc|Ltd|Co|cf|al|Vol|pp|[ei]\.[eg])"
+                           r"|(?<![\w.])[A-Z])\.$")
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 _STOP = frozenset("""a an and are as at be been but by can could did do does for from had has have how i if in
 into is it its may might more most much no not of on or our should so such than that the their them then there
@@ -45,6 +48,8 @@ def split_sentences(text: str, min_words: int = 4) -> list[tuple[int, int]]:
     spans, pos = [], 0
     for m in [*_BOUNDARY.finditer(text), None]:
         end = m.start() if m else len(text)
+        if m is not None and text[m.start() - 1:m.start()] == "." and _ABBREVIATION.search(text[max(0, end - 8):end]):
+            continue
         a, b = pos, end
         while a < b and text[a].isspace():
             a += 1

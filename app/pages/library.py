@@ -106,7 +106,8 @@ def documents_section() -> None:
 def delete_section(rows: list[Any]) -> None:
     labels = {d.id: f"{d.id}: {d.title}" for d in rows}
     chosen = st.multiselect("Delete documents", list(labels), format_func=labels.get)
-    if chosen and st.button(f"Delete {len(chosen)} document(s)", type="primary", icon=":material/delete:"):
+    if chosen and st.button(f"Delete {len(chosen)} document(s)", type="primary", icon=":material/delete:",
+                                 key="delete"):
         with resources.store().writer() as w:
             for doc_id in chosen:
                 w.remove(doc_id)

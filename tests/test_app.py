@@ -1,0 +1,134 @@
+"""The Streamlit pages with AppTest: each page runs against a real store in the test's folder."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from rag.conversations import Conversations
+from tests.helpers import run_ingest
+
+MAIN = str(Path(__file__).parents[1] / "app" / "main.py")
+
+
+@pytest.fixture
+def ui(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, settings, store, embedder):  # type: ignore[no-untyped-def]
+    """A library of two documents, one of which carries HTML; the UI reads the same settings."""
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    (lib / "leave.md").write_text("# Leave\n\nStaff get 27 days of annual leave, plus public holidays.\n\n"
+                                  "Unused leave of up to five days carries over to the next year.")
+    (lib / "evil.html").write_text("<html><head><title>Canteen</title></head><body><article><h1>Canteen</h1>"
+                                   "<p>The canteen opens at eight. &lt;script&gt;alert('x')&lt;/script&gt; "
+                                   "<b>Soup</b> on Fridays is served from noon until the canteen closes.</p>"
+                                   "</article></body></html>")
+    run_ingest([lib], store, settings, embedder, collection="hr")
+    for key, value in {"RAGQA_HOME": str(settings.home), "RAGQA_DATABASE_URL": settings.database_url,
+                       "RAGQA_GENERATOR": "fake", "RAGQA_CHUNK_TOKENS": "64", "RAGQA_CHUNK_OVERLAP": "8"}.items():
+        monkeypatch.setenv(key, value)
+    st.cache_resource.clear()
+    yield store
+    st.cache_resource.clear()
+
+
+def started(page: str | None = None) -> AppTest:
+    at = AppTest.from_file(MAIN, default_timeout=120)
+    at.run()
+    if page:
+        at.switch_page(page).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_ask_streams_an_answer_with_sources_reasoning_and_feedback(ui) -> None:  # type: ignore[no-untyped-def]
+    at = started()
+    at.chat_input[0].set_value("How many days of annual leave do staff get?").run()
+    assert not at.exception and not at.error
+    chats = Conversations(ui.engine)
+    [conv] = chats.recent()
+    user, answer = chats.messages(conv.id)
+    assert user.content == "How many days of annual leave do staff get?"
+    assert answer.answer["backend"] == "fake" and answer.content.endswith("[1]")
+    assert answer.answer["sources"][0]["title"] == "Leave" and answer.answer["sources"][0]["cited"]
+    labels = [e.label for e in at.expander]
+    assert "Reasoning" in labels and any(label.startswith("[1] Leave") for label in labels)
+    assert not next(e for e in at.expander if e.label == "Reasoning").proto.expanded  # closed by default
+    assert [c.label for c in at.sidebar.button][1:] == [conv.title]  # listed in the sidebar
+    at.get("feedback")[0].set_value(0).run()  # thumbs down
+    at.text_input(key=f"fbc_{answer.id}").input("out of date").run()
+    at.button(key=f"fbs_{answer.id}").click().run()
+    assert [(f["rating"], f["comment"]) for f in chats.feedback()] == [(-1, "out of date")]
+
+
+def test_a_new_chat_starts_clean(ui) -> None:  # type: ignore[no-untyped-def]
+    at = started()
+    at.chat_input[0].set_value("When does the canteen open?").run()
+    assert len(at.chat_message) == 2
+    at.sidebar.button[0].click().run()  # New chat
+    assert len(at.chat_message) == 0 and at.session_state.conversation is None
+
+
+def test_document_html_is_shown_as_text(ui) -> None:  # type: ignore[no-untyped-def]
+    at = started()
+    at.chat_input[0].set_value("When is soup served in the canteen?").run()
+    shown = " ".join(m.value for m in at.markdown)
+    assert "\\<script\\>" in shown  # the passage, as text
+    assert not re.search(r"(?<!\\)<", shown)  # no "<" that Markdown could take for HTML, answer included
+    assert not any(m.allow_html for m in at.markdown)
+
+
+def test_collection_filter_limits_the_sources(ui) -> None:  # type: ignore[no-untyped-def]
+    at = started()
+    assert at.sidebar.multiselect[0].options == ["hr"]
+    at.sidebar.multiselect[0].set_value(["hr"]).run()
+    at.chat_input[0].set_value("leave").run()
+    assert not at.exception and len(at.chat_message) == 2
+
+
+def test_library_lists_filters_and_deletes_documents(ui) -> None:  # type: ignore[no-untyped-def]
+    at = started("pages/library.py")
+    table = at.dataframe[0].value
+    assert sorted(table["title"]) == ["Canteen", "Leave"]
+    at.text_input[1].input("canteen").run()
+    assert list(at.dataframe[0].value["title"]) == ["Canteen"]
+    doc_id = int(at.dataframe[0].value["id"][0])
+    at.multiselect[0].set_value([doc_id]).run()
+    at.button(key="delete").click().run()
+    assert [d.title for d in ui.documents()] == ["Leave"]
+    assert ui.check().ok
+
+
+def test_library_shows_failures_with_their_reasons(ui, tmp_path, settings, embedder) -> None:  # type: ignore[no-untyped-def]
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "broken.pdf").write_bytes(b"%PDF-1.4 not really")
+    run_ingest([bad], ui, settings, embedder)
+    at = started("pages/library.py")
+    assert any(e.label == "1 failed" for e in at.expander)
+    shown = [m.value.replace("\\", "") for m in at.markdown]
+    assert any(line.startswith("- broken.pdf: ") and len(line) > 20 for line in shown), shown
+
+
+def test_status_reports_the_library_and_the_generator(ui) -> None:  # type: ignore[no-untyped-def]
+    at = started("pages/status.py")
+    assert [m.value for m in at.metric][:2] == ["2", str(ui.counts()["chunks"])]
+    assert any("The generator answers" in s.value for s in at.success)
+    assert len(at.dataframe) == 1  # the ingest run
+
+
+def test_status_says_when_the_generator_cannot_answer(ui, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("RAGQA_GENERATOR", "openai")
+    monkeypatch.setenv("RAGQA_OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
+    at = started("pages/status.py")
+    assert any("cannot reach the generator server" in e.value for e in at.error)
+
+
+def test_a_bad_setting_is_one_red_line(ui, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("RAGQA_CHUNK_OVERLAP", "999")
+    at = AppTest.from_file(MAIN, default_timeout=60)
+    at.run()
+    assert not at.exception and at.error[0].value.startswith("invalid setting")
