@@ -34,7 +34,9 @@ demo: install
 run: demo
 	@echo
 	@echo "The demo library (this project's docs/) is ingested into .ragqa/."
-	@echo "Try:  $(BIN)/ragqa search \"how are documents chunked\"     and     $(BIN)/ragqa docs"
+	@echo "Open http://127.0.0.1:8501 and ask, e.g., \"how are documents chunked?\" (Ctrl+C stops the UI)."
+	@echo "From a shell:  $(BIN)/ragqa ask \"how are documents chunked?\""
+	$(BIN)/ragqa ui
 
 clean:
 	rm -rf $(VENV) .ragqa .pytest_cache

@@ -55,10 +55,23 @@ def split_sentences(text: str, min_words: int = 4) -> list[tuple[int, int]]:
             a += 1
         while b > a and text[b - 1].isspace():
             b -= 1
+        a = _after_heading(text, a, b)
         if len(_WORD.findall(text[a:b])) >= min_words:
             spans.append((a, b))
         pos = m.end() if m else len(text)
     return spans
+
+
+def _after_heading(text: str, a: int, b: int) -> int:
+    """Where a sentence starts once a heading line glued to it is left out ("Mileage\nThe
+    allowance is..."): a short first line without closing punctuation, followed by a capital."""
+    newline = text.find("\n", a, b)
+    if newline < 0:
+        return a
+    head, rest = text[a:newline].strip(), text[newline + 1:b].lstrip()
+    if head and len(head.split()) <= 6 and head[-1] not in ".,;:!?" and rest[:1].isupper():
+        return newline + 1 + (len(text[newline + 1:b]) - len(rest))
+    return a
 
 
 def terms(text: str) -> list[str]:

@@ -1,0 +1,89 @@
+"""End to end in a real browser: `ragqa ui` serving, Debian's Chromium driven by Playwright.
+Upload a PDF on the Library page, ask a question whose answer is on its second page, and see the
+answer cite page 2. Set RAGQA_SCREENSHOT=PATH to keep a screenshot of the Ask page."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.fixtures import make_pdf
+
+CHROMIUM = "/usr/bin/chromium"
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium is not installed")]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def server(tmp_path: Path, database_url: str) -> Iterator[str]:
+    port = free_port()
+    env = {**os.environ, "RAGQA_HOME": str(tmp_path / "home"), "RAGQA_DATABASE_URL": database_url,
+           "RAGQA_GENERATOR": "extractive", "HF_HUB_OFFLINE": "1"}
+    ragqa = shutil.which("ragqa", path=str(Path(sys.executable).parent)) or "ragqa"
+    log = (tmp_path / "ui.log").open("w")
+    proc = subprocess.Popen([ragqa, "ui", "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(120):
+            try:
+                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=1).read() == b"ok":
+                    break
+            except OSError:
+                time.sleep(0.5)
+        else:
+            raise AssertionError("the UI did not come up: " + (tmp_path / "ui.log").read_text()[-2000:])
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_upload_a_pdf_then_ask_and_see_page_two_cited(server: str, tmp_path: Path) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    pdf = make_pdf(tmp_path / "travel-policy.pdf", [
+        "Travel policy\nThis policy explains how staff book and claim travel.",
+        "Mileage\nThe mileage allowance for private cars is 42 pence per mile.\n"
+        "Claims are paid with the next monthly salary.",
+        "Hotels\nHotels are booked through the travel desk."], title="Travel policy")
+    expect.set_options(timeout=120_000)  # the first upload loads the embedding model
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(120_000)
+        page.goto(f"{server}/library")
+        page.get_by_role("heading", name="Library").wait_for()
+        page.locator("input[type=file]").set_input_files(str(pdf))
+        expect(page.get_by_text("travel-policy.pdf")).to_be_visible()  # uploaded to the server
+        page.get_by_role("button", name="Add to the library").click()
+        expect(page.get_by_text("Added 1,", exact=False)).to_be_visible()
+
+        page.goto(server)
+        page.get_by_role("heading", name="Ask the library").wait_for()
+        page.get_by_placeholder("Ask a question about your documents").fill(
+            "What is the mileage allowance for private cars?")
+        page.keyboard.press("Enter")
+        source = page.get_by_text("[1] Travel policy, p. 2")
+        expect(source).to_be_visible()
+        assistant = page.locator('[data-testid="stChatMessage"]').last
+        expect(assistant).to_contain_text("42 pence per mile")
+        source.click()
+        expect(page.get_by_text("Cited: page 2", exact=False)).to_be_visible()
+        if os.environ.get("RAGQA_SCREENSHOT"):
+            page.screenshot(path=os.environ["RAGQA_SCREENSHOT"], full_page=True)
+        browser.close()
