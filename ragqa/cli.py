@@ -293,6 +293,34 @@ def eval_beir(
                    f"{r['documents']} documents, {r['chunks']} chunks)")
 
 
+@eval_app.command("qa")
+@edge
+def eval_qa(
+    folder: Annotated[Path, typer.Argument(help="question_answer_pairs.txt (CMU format) or qa.jsonl, and documents.")],
+    work_dir: Annotated[Path | None, typer.Option(help="Keep the evaluation store here (re-runs reuse it).")] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="Only the first N questions.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """How often the gold answer is in the top 5 passages and in the extractive answer."""
+    from ragqa import wiring
+    from ragqa.eval_qa import eval_qa as run
+    from ragqa.progress import terminal_progress
+
+    wiring.offline()
+    progress = terminal_progress(not as_json)
+    with progress or contextlib.nullcontext():
+        result = run(folder, settings(), work_dir=work_dir, limit=limit, progress=progress)
+    if as_json:
+        _print_json(result)
+        return
+    typer.echo(f"{result['questions']} questions ({result['factual_questions']} not yes/no), "
+               f"top {result['passages']} passages")
+    for name in ("all", "factual"):
+        typer.echo(f"  {name:<8} right document in top passages {result[f'{name}_document_in_top']:.3f}  "
+                   f"gold answer in passages {result[f'{name}_in_passages']:.3f}  "
+                   f"in extractive answer {result[f'{name}_in_answer']:.3f}  answered {result[f'{name}_answered']:.3f}")
+
+
 @bench_app.command("ingest")
 @edge
 def bench_ingest(
