@@ -40,4 +40,6 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
     CMD ["python", "-c", "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:8501/_stcore/health', timeout=4).read() != b'ok')"]
 # The same console script users run: `ragqa ui`, `ragqa ingest`, `ragqa check`...
 ENTRYPOINT ["ragqa"]
-CMD ["ui", "--address", "0.0.0.0", "--port", "8501"]
+# Listening on 0.0.0.0 inside the container; compose publishes the port on the host's 127.0.0.1
+# unless RAGQA_BIND says otherwise, which needs sign-in (docs/deploy.md).
+CMD ["ui", "--address", "0.0.0.0", "--port", "8501", "--published-on-loopback"]

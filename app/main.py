@@ -10,9 +10,16 @@ import streamlit as st
 HERE = Path(__file__).parent
 
 st.set_page_config(page_title="ragqa", page_icon=":material/library_books:", layout="wide")
-navigation = st.navigation([
-    st.Page(HERE / "pages" / "ask.py", title="Ask", icon=":material/chat:", default=True),
-    st.Page(HERE / "pages" / "library.py", title="Library", icon=":material/folder:"),
-    st.Page(HERE / "pages" / "status.py", title="Status", icon=":material/monitoring:"),
-])
+
+from app import auth, resources  # noqa: E402 - after set_page_config
+
+with resources.shown_errors():
+    who = auth.signed_in()
+st.session_state["_who"] = who
+pages = [st.Page(HERE / "pages" / "ask.py", title="Ask", icon=":material/chat:", default=True)]
+if who.role in ("admin", "editor"):  # readers ask; editors and admins manage documents
+    pages.append(st.Page(HERE / "pages" / "library.py", title="Library", icon=":material/folder:"))
+pages.append(st.Page(HERE / "pages" / "status.py", title="Status", icon=":material/monitoring:"))
+navigation = st.navigation(pages)
+auth.sidebar_identity(who)
 navigation.run()

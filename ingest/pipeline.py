@@ -57,6 +57,7 @@ class IngestSummary:
     embed_seconds: float = 0.0
     read_wait_seconds: float = 0.0  # main process idle, waiting for the reader process
     store_seconds: float = 0.0  # SQL + FAISS commits
+    changes: list[dict[str, str]] = field(default_factory=list)  # {"path", "change"}: for the audit log
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -249,6 +250,7 @@ class _Job:
                 self.writer.put_document(p.facts, content, vectors[at:at + n], self.embedder.name)
                 at += n
                 setattr(self.summary, p.outcome, getattr(self.summary, p.outcome) + 1)
+                self.summary.changes.append({"path": p.facts.path, "change": p.outcome})
                 self.summary.pages += len(content.pages)
                 self.summary.chunks += n
                 self._done(p.facts.path, p.outcome)
@@ -319,3 +321,4 @@ class _Job:
             if inside and Path(path) not in present and not Path(path).exists():
                 self.writer.remove(doc_id)
                 self.summary.removed += 1
+                self.summary.changes.append({"path": path, "change": "removed"})

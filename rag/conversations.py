@@ -37,18 +37,23 @@ class Conversations:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
-    def start(self, first_question: str) -> int:
+    def start(self, first_question: str, user: str = "local") -> int:
         title = " ".join(first_question.split())[:80] or "New conversation"
         with self.engine.begin() as conn:
             return int(conn.execute(s.conversations.insert().values(
-                title=title, created_at=_now(), updated_at=_now())).inserted_primary_key[0])
+                title=title, user_name=user, created_at=_now(), updated_at=_now())).inserted_primary_key[0])
 
-    def recent(self, limit: int = 30) -> list[Conversation]:
+    def recent(self, limit: int = 30, user: str = "local") -> list[Conversation]:
         c = s.conversations.c
         with self.engine.connect() as conn:
-            rows = conn.execute(select(c.id, c.title, c.updated_at).order_by(c.updated_at.desc(), c.id.desc())
-                                .limit(limit))
+            rows = conn.execute(select(c.id, c.title, c.updated_at).where(c.user_name == user)
+                                .order_by(c.updated_at.desc(), c.id.desc()).limit(limit))
             return [Conversation(*r) for r in rows]
+
+    def owner(self, conversation_id: int) -> str | None:
+        with self.engine.connect() as conn:
+            return conn.execute(select(s.conversations.c.user_name)
+                                .where(s.conversations.c.id == conversation_id)).scalar()
 
     def messages(self, conversation_id: int) -> list[Message]:
         m, f = s.messages.c, s.feedback.c

@@ -32,10 +32,15 @@ MODES: tuple[Mode, ...] = ("hybrid", "dense", "lexical")
 @dataclass(frozen=True)
 class Scope:
     """Which chunks a search may see: these collections (by name) and/or these documents (ids).
-    Empty means no restriction on that axis."""
+    Empty means no restriction on that axis. `readable` is what the asking user may read (None:
+    everything); it bounds the rest, and a collection outside it is reported as not existing."""
 
     collections: tuple[str, ...] = ()
     documents: tuple[int, ...] = ()
+    readable: tuple[str, ...] | None = None
+
+    def for_reader(self, readable: tuple[str, ...] | None) -> Scope:
+        return Scope(self.collections, self.documents, readable)
 
 
 @dataclass(frozen=True)
@@ -126,14 +131,18 @@ class Retriever:
         return self.embedder().encode(queries)
 
     def scope_ids(self, snap: Snapshot, scope: Scope | None) -> np.ndarray | None:
-        if scope is None or (not scope.collections and not scope.documents):
+        if scope is None or (not scope.collections and not scope.documents and scope.readable is None):
             return None
         collection_ids = []
         for name in scope.collections:
             cid = self.store.collection_id(name)
-            if cid is None:
+            if cid is None or (scope.readable is not None and name not in scope.readable):
                 raise NotFoundError(f"no collection {name!r} (see `ragqa docs`)")
             collection_ids.append(cid)
+        if scope.readable is not None and not scope.collections:
+            collection_ids = [c for c in map(self.store.collection_id, scope.readable) if c is not None]
+            if not collection_ids:
+                return np.zeros(0, np.int64)  # this user may read nothing: nothing is searched
         return snap.table.allowed(collection_ids, list(scope.documents))
 
     # ---- searching ---------------------------------------------------------------------------

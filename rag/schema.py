@@ -131,6 +131,7 @@ conversations = Table(
     metadata,
     Column("id", Integer, primary_key=True),
     Column("title", Text, nullable=False),
+    Column("user_name", String(200), nullable=False, index=True),  # whose conversation it is
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
@@ -158,3 +159,34 @@ feedback = Table(
 
 VERSION_1_TABLES = (schema_version, collections, documents, pages, chunks, ingest_runs, index_state)
 VERSION_2_TABLES = (conversations, messages, feedback)
+
+# ---- version 3: staff accounts, who may read which collection, the audit log -----------------
+users = Table(
+    "users",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(200), nullable=False, unique=True),  # a login name or an OIDC e-mail
+    Column("password_hash", Text),  # argon2; NULL for accounts that sign in through OIDC only
+    Column("role", String(20), nullable=False),  # admin, editor, reader
+    Column("groups", JSON, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+collection_readers = Table(
+    "collection_readers",
+    metadata,
+    Column("collection_id", ForeignKey("collections.id", ondelete="CASCADE"), primary_key=True),
+    Column("group_name", String(200), primary_key=True),
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("at", DateTime(timezone=True), nullable=False, index=True),
+    Column("user_name", String(200), nullable=False, index=True),
+    Column("action", String(40), nullable=False),  # ask, add, update, remove, upload, login, ...
+    Column("detail", JSON, nullable=False),
+)
+
+VERSION_3_TABLES = (users, collection_readers, audit_log)

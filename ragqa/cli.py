@@ -70,6 +70,11 @@ def ingest(
         summary = run_ingest(paths, store, cfg, wiring.embedding_ref(cfg), collection=collection,
                              passwords=book, prune=prune, load_embedder=lambda: wiring.load_embedder(cfg),
                              progress=progress)
+    from rag.audit import record
+    from ragqa.cli_access import cli_user
+
+    record(store.engine, cli_user(), "ingest", collection=collection, paths=[str(p) for p in paths],
+           changes=summary.changes, failed=len(summary.failed))
     if as_json:
         _print_json(summary.as_json())
     else:
@@ -125,6 +130,10 @@ def remove(
     with store.writer() as w:
         for d in found:
             w.remove(d.id)
+    from rag.audit import record
+    from ragqa.cli_access import cli_user
+
+    record(store.engine, cli_user(), "remove", documents=[{"id": d.id, "path": d.path} for d in found])
     if as_json:
         _print_json({"removed": [d.id for d in found]})
     else:
@@ -237,6 +246,7 @@ def ask(
     reasoning: Annotated[str | None, typer.Option(help="low, medium or high (default: RAGQA_REASONING).")] = None,
     collection: Annotated[list[str] | None, typer.Option(help="Only these collections (repeatable).")] = None,
     show_reasoning: Annotated[bool, typer.Option("--show-reasoning", help="Also print the model's reasoning.")] = False,
+    user: Annotated[str | None, typer.Option(help="Ask as this account: only what it may read is searched.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Answer a question from the library, with checked citations."""
@@ -250,13 +260,21 @@ def ask(
     level = reasoning or cfg.reasoning
     if level not in REASONING_LEVELS:
         raise ConfigError(f"--reasoning must be one of {', '.join(REASONING_LEVELS)}")
-    answerer = wiring.answerer(cfg)
-    draft = answerer.prepare(question, scope=Scope(tuple(collection or ())), reasoning=level)
+    from rag.access import Accounts
+    from rag.audit import answer_detail, record
+    from ragqa.cli_access import cli_user
+
+    store = wiring.open_store(cfg)
+    accounts = Accounts(store.engine)
+    readable = accounts.readable(accounts.get(user)) if user else None
+    answerer = wiring.answerer(cfg, wiring.retriever(cfg, store))
+    draft = answerer.prepare(question, scope=Scope(tuple(collection or ()), readable=readable), reasoning=level)
     collected = Collected()
     for chunk in answerer.stream(draft, collected):
         if not as_json and chunk.channel == "final":
             typer.echo(chunk.text, nl=False)
     answer = answerer.finish(draft, collected)
+    record(store.engine, user or cli_user(), "ask", **answer_detail(answer))
     if as_json:
         _print_json(answer.as_json())
         return
@@ -286,6 +304,10 @@ def _print_answer_details(answer: Any, show_reasoning: bool) -> None:
 def ui(
     address: Annotated[str, typer.Option(help="Address to listen on (127.0.0.1: this machine only).")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535)] = 8501,
+    published_on_loopback: Annotated[bool, typer.Option(
+        "--published-on-loopback",
+        help="Listen on ADDRESS without sign-in because only 127.0.0.1 of the host can reach it "
+             "(a container whose port is published on 127.0.0.1).")] = False,
 ) -> None:
     """Start the staff UI (Streamlit) at http://ADDRESS:PORT."""
     import os
@@ -294,8 +316,15 @@ def ui(
     import app as app_package
     from ragqa import wiring
 
+    from rag.access import Accounts
+    from rag.errors import ConfigError
+
     wiring.offline()
-    settings()  # a bad setting is reported here, in one line, before the server starts
+    cfg = settings()  # a bad setting is reported here, in one line, before the server starts
+    loopback = address in ("127.0.0.1", "localhost", "::1")
+    if not loopback and not published_on_loopback and not _oidc_configured() and not Accounts(wiring.open_store(cfg).engine).any():
+        raise ConfigError(f"no sign-in is configured: the UI serves 127.0.0.1 only (not {address}) until an "
+                          "account exists (`ragqa users add`) or OIDC is set up in .streamlit/secrets.toml")
     script = Path(app_package.__file__).parent / "main.py"
     args = [sys.executable, "-m", "streamlit", "run", str(script), "--server.address", address, "--server.port",
             str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false",
@@ -303,6 +332,19 @@ def ui(
             "--server.maxUploadSize", str(int(settings().max_file_mb))]
     typer.echo(f"ragqa UI on http://{address}:{port}  (Ctrl+C stops it)", err=True)
     os.execv(sys.executable, args)
+
+
+def _oidc_configured() -> bool:
+    """An `[auth]` section in the Streamlit secrets file Streamlit will read."""
+    import tomllib
+
+    for path in (Path.cwd() / ".streamlit" / "secrets.toml", Path.home() / ".streamlit" / "secrets.toml"):
+        try:
+            if "auth" in tomllib.loads(path.read_text()):
+                return True
+        except (OSError, ValueError):
+            continue
+    return False
 
 
 @eval_app.command("beir")
@@ -415,9 +457,10 @@ def bench_search(
             typer.echo(f"  IVF recall@10 against exact search: {r['ivf_recall@10']}")
 
 
-from ragqa import cli_llm  # noqa: E402 - registers `llm` and `bench generate` on the app above
+from ragqa import cli_access, cli_llm  # noqa: E402 - registers `llm` and `bench generate` on the app above
 
 cli_llm.register(app, bench_app, edge, settings, _print_json)
+cli_access.register(app, edge, settings, _print_json)
 
 
 def main() -> None:

@@ -8,24 +8,24 @@ from typing import Any
 
 import streamlit as st
 
-from app import render, resources
+from app import auth, render, resources
 from rag.answer import REASONING_LEVELS, Collected
 from rag.retrieval import Scope
 
 
-def sidebar(cfg: Any) -> tuple[tuple[str, ...], str]:
+def sidebar(cfg: Any, who: Any, readable: tuple[str, ...] | None) -> tuple[tuple[str, ...], str]:
     chats = resources.conversations()
     with st.sidebar:
         if st.button("New chat", icon=":material/add:", width="stretch"):
             st.session_state.conversation = None
             st.rerun()
-        collections = resources.store().collections()
+        collections = [c for c in resources.store().collections() if readable is None or c in readable]
         chosen = st.multiselect("Collections", collections, placeholder="All collections", key="collections")
         levels = list(REASONING_LEVELS)
         level = st.selectbox("Reasoning", levels, index=levels.index(cfg.reasoning), key="reasoning",
                              help="How long the model thinks before answering (ignored by the extractive backend).")
         st.caption("Conversations")
-        for c in chats.recent():
+        for c in chats.recent(user=who.name):
             current = st.session_state.get("conversation") == c.id
             if st.button(c.title, key=f"conv_{c.id}", width="stretch",
                          type="primary" if current else "secondary"):
@@ -92,10 +92,12 @@ def show_history(conversation_id: int) -> None:
             feedback(m.id, m.rating)
 
 
-def answer_now(question: str, collections: tuple[str, ...], level: str) -> None:
+def answer_now(question: str, scope: Scope, level: str, who: Any) -> None:
+    from rag.audit import answer_detail, record
+
     chats = resources.conversations()
     if st.session_state.get("conversation") is None:
-        st.session_state.conversation = chats.start(question)
+        st.session_state.conversation = chats.start(question, who.name)
     conversation = st.session_state.conversation
     chats.add(conversation, "user", question)
     with st.chat_message("user"):
@@ -103,7 +105,7 @@ def answer_now(question: str, collections: tuple[str, ...], level: str) -> None:
     with st.chat_message("assistant"), resources.shown_errors():
         answerer = resources.answerer()
         with st.spinner("Searching the library…"):
-            draft = answerer.prepare(question, scope=Scope(collections), reasoning=level)
+            draft = answerer.prepare(question, scope=scope, reasoning=level)
         collected = Collected()
         thinking = st.empty()
 
@@ -118,21 +120,24 @@ def answer_now(question: str, collections: tuple[str, ...], level: str) -> None:
         st.write_stream(final_text())
         answer = answerer.finish(draft, collected)
     chats.add(conversation, "assistant", answer.text, answer.as_json())
+    record(resources.store().engine, who.name, "ask", **answer_detail(answer))
     st.rerun()
 
 
 def page() -> None:
     cfg = resources.settings()
+    who = auth.current()
+    readable = auth.readable(who)
     st.title("Ask the library")
-    collections, level = sidebar(cfg)
+    collections, level = sidebar(cfg, who, readable)
     conversation = st.session_state.get("conversation")
-    if conversation is not None:
+    if conversation is not None and resources.conversations().owner(conversation) == who.name:
         show_history(conversation)
     elif resources.store().counts()["ready"] == 0:
         st.info("The library is empty: add documents on the Library page.")
     question = st.chat_input("Ask a question about your documents")
     if question and question.strip():
-        answer_now(question.strip(), collections, level)
+        answer_now(question.strip(), Scope(collections, readable=readable), level, who)
 
 
 with resources.shown_errors():

@@ -7,7 +7,7 @@ from typing import Any
 
 import streamlit as st
 
-from app import render, resources
+from app import auth, render, resources
 from rag.errors import RagqaError
 
 
@@ -52,6 +52,9 @@ def upload_section(cfg: Any) -> None:
         submitted = st.form_submit_button("Add to the library", icon=":material/upload:")
     if not (submitted and files):
         return
+    who = auth.current()
+    collection = collection.strip() or "default"
+    auth.accounts().require_write(who, collection)
     limit = int(cfg.max_file_mb * 2**20)
     paths, refused = [], []
     for f in files:
@@ -62,8 +65,12 @@ def upload_section(cfg: Any) -> None:
     summary = None
     if paths:
         progress = UploadProgress(len(paths))
-        summary = ingest(paths, resources.store(), cfg, wiring.embedding_ref(cfg), collection=collection.strip() or "default",
+        summary = ingest(paths, resources.store(), cfg, wiring.embedding_ref(cfg), collection=collection,
                          load_embedder=lambda: resources.retriever().embedder(), progress=progress)
+        from rag.audit import record
+
+        record(resources.store().engine, who.name, "upload", collection=collection,
+               files=[f.name for f in files], changes=summary.changes, failed=len(summary.failed))
     report(summary, refused)
 
 
@@ -81,12 +88,14 @@ def report(summary: Any, refused: list[str]) -> None:
 
 def documents_section() -> None:
     store = resources.store()
+    readable = auth.readable(auth.current())
     st.subheader("Documents")
     cols = st.columns([2, 2, 3])
-    collection = cols[0].selectbox("Collection", ["All", *store.collections()])
+    visible = [c for c in store.collections() if readable is None or c in readable]
+    collection = cols[0].selectbox("Collection", ["All", *visible])
     status = cols[1].selectbox("Status", ["All", "ready", "failed", "duplicate"])
     needle = cols[2].text_input("Title or path contains")
-    docs = store.documents(None if collection == "All" else collection)
+    docs = [d for d in store.documents(None if collection == "All" else collection) if d.collection in visible]
     rows = [d for d in docs if (status == "All" or d.status == status)
             and (not needle or needle.lower() in (d.title + " " + d.path).lower())]
     if not rows:
@@ -104,6 +113,8 @@ def documents_section() -> None:
 
 
 def delete_section(rows: list[Any]) -> None:
+    who = auth.current()
+    rows = [d for d in rows if auth.accounts().may_write(who, d.collection)]
     labels = {d.id: f"{d.id}: {d.title}" for d in rows}
     chosen = st.multiselect("Delete documents", list(labels), format_func=labels.get)
     if chosen and st.button(f"Delete {len(chosen)} document(s)", type="primary", icon=":material/delete:",
@@ -111,11 +122,18 @@ def delete_section(rows: list[Any]) -> None:
         with resources.store().writer() as w:
             for doc_id in chosen:
                 w.remove(doc_id)
+        from rag.audit import record
+
+        record(resources.store().engine, who.name, "remove",
+               documents=[{"id": d.id, "path": d.path} for d in rows if d.id in chosen])
         st.success(f"Deleted {len(chosen)} document(s).")
         st.rerun()
 
 
 def page() -> None:
+    if auth.current().role not in ("admin", "editor"):
+        st.error("Only editors and admins manage documents.")
+        st.stop()
     st.title("Library")
     upload_section(resources.settings())
     documents_section()

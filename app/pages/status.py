@@ -5,19 +5,23 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app import resources
+from app import auth, resources
 
 
 def page() -> None:
     st.title("Status")
     store, cfg = resources.store(), resources.settings()
-    counts = store.counts()
+    readable = auth.readable(auth.current())
+    # Counts only over what this person may read: a closed collection's size is not theirs to see.
+    docs = [d for d in store.documents() if readable is None or d.collection in readable]
     cols = st.columns(4)
-    cols[0].metric("Documents", counts["ready"])
-    cols[1].metric("Chunks", counts["chunks"])
-    cols[2].metric("Failed files", counts["failed"])
-    cols[3].metric("Collections", len(store.collections()))
+    cols[0].metric("Documents", sum(d.status == "ready" for d in docs))
+    cols[1].metric("Chunks", sum(d.chunks for d in docs if d.status == "ready"))
+    cols[2].metric("Failed files", sum(d.status == "failed" for d in docs))
+    cols[3].metric("Collections", len({d.collection for d in docs}))
 
+    if readable is not None:  # index internals and ingest runs are for admins
+        return
     st.subheader("Search")
     snap = resources.retriever().snapshot()
     state = store.index_state()

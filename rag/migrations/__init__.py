@@ -9,12 +9,13 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Connection, Engine, inspect, select
 
-from rag.migrations import m0001_initial, m0002_conversations
+from rag.migrations import m0001_initial, m0002_conversations, m0003_access
 from rag.schema import schema_version
 
 STEPS: list[tuple[int, Callable[[Connection], None]]] = [
     (1, m0001_initial.upgrade),
     (2, m0002_conversations.upgrade),
+    (3, m0003_access.upgrade),
 ]
 
 LATEST = STEPS[-1][0]
