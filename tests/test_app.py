@@ -132,3 +132,48 @@ def test_a_bad_setting_is_one_red_line(ui, monkeypatch) -> None:  # type: ignore
     at = AppTest.from_file(MAIN, default_timeout=60)
     at.run()
     assert not at.exception and at.error[0].value.startswith("invalid setting")
+
+
+def test_sign_in_is_required_once_accounts_exist_and_readers_see_only_theirs(ui) -> None:  # type: ignore[no-untyped-def]
+    from rag.access import Accounts
+    from rag.audit import entries
+
+    accounts = Accounts(ui.engine)
+    accounts.add("sam", "reader", ("sales",), "long enough pw")
+    at = started()
+    assert at.title[0].value == "Sign in to ragqa" and not at.chat_input
+    at.text_input[0].input("sam")
+    at.text_input[1].input("wrong password")
+    at.button[0].click().run()
+    assert at.error[0].value == "Wrong name or password."
+    at.text_input[1].input("long enough pw")
+    at.button[0].click().run()
+    assert at.title[0].value == "Ask the library"
+    assert at.sidebar.multiselect[0].options == ["hr"]  # open collection: no groups listed
+    accounts.grant("hr", "hr-staff")
+    at.run()
+    assert at.sidebar.multiselect[0].options == []
+    at.chat_input[0].set_value("How many days of annual leave do staff get?").run()
+    chats = Conversations(ui.engine)
+    [conv] = chats.recent(user="sam")
+    assert chats.messages(conv.id)[1].answer["sources"] == []  # nothing readable, nothing shown
+    assert chats.recent(user="local") == []
+    assert [e["action"] for e in entries(ui.engine, user="sam")] == ["login", "ask"]
+    at.switch_page("pages/status.py").run()
+    assert [m.value for m in at.metric] == ["0", "0", "0", "0"]  # not even counts of closed collections
+
+
+def test_readers_cannot_reach_the_library_page(ui) -> None:  # type: ignore[no-untyped-def]
+    from rag.access import Accounts
+
+    Accounts(ui.engine).add("sam", "reader", (), "long enough pw")
+    at = started()
+    at.text_input[0].input("sam")
+    at.text_input[1].input("long enough pw")
+    at.button[0].click().run()
+    with pytest.raises(ValueError, match="Known pages"):  # not in this reader's navigation
+        at.switch_page("pages/library.py")
+    page = AppTest.from_file(str(Path(MAIN).parent / "pages" / "library.py"), default_timeout=60)
+    page.session_state["_who"] = Accounts(ui.engine).get("sam")
+    page.run()  # reached directly, the page refuses too
+    assert page.error and "Only editors and admins" in page.error[0].value and not page.dataframe

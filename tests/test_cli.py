@@ -10,8 +10,9 @@ from pathlib import Path
 from tests.fixtures import make_pdf, paragraph
 
 
-def ragqa(env: dict[str, str], *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "ragqa.cli", *args], env=env, cwd=cwd,
+def ragqa(env: dict[str, str], *args: str, cwd: Path | None = None,
+          input: str | None = None) -> subprocess.CompletedProcess[str]:  # noqa: A002 - subprocess's name
+    return subprocess.run([sys.executable, "-m", "ragqa.cli", *args], env=env, cwd=cwd, input=input,
                           capture_output=True, text=True, timeout=300)
 
 
