@@ -184,7 +184,7 @@ class Retriever:
         if snap.embedding_model != embedder.name:
             raise ConfigError(f"the store was embedded with {snap.embedding_model}, but the embedding model is "
                               f"{embedder.name}: run `ragqa ingest` to re-embed, or change the setting back")
-        return embedder.encode([query])[0]
+        return embedder.encode_query(query)
 
     def _dense(self, snap: Snapshot, qvec: np.ndarray, k: int, allowed: np.ndarray | None
                ) -> tuple[np.ndarray, np.ndarray]:
@@ -203,10 +203,22 @@ class Retriever:
         k = max(limit, self.depth)
         candidates = np.union1d(dense_ids[:k], lex_ids[:k])
         # Both scores for every candidate, exactly: a chunk one list missed is not scored 0 there.
-        dense_all = dict(zip(dense_ids.tolist(), dense_scores.tolist()))
-        lex_all = dict(zip(lex_ids.tolist(), lex_scores.tolist()))
-        d = np.array([dense_all[c] if c in dense_all else float(snap.vectors.reconstruct(c) @ qvec)
-                      for c in candidates.tolist()])
-        lx = np.array([lex_all.get(c, 0.0) for c in candidates.tolist()])
+        d = _lookup(candidates, dense_ids, dense_scores)
+        missing = np.isnan(d)
+        if missing.any():
+            d[missing] = snap.vectors.vectors_of(candidates[missing]) @ qvec
+        lx = np.nan_to_num(_lookup(candidates, lex_ids, lex_scores), nan=0.0)
         ids, scores = best_first(candidates, fuse(d, lx, dense_std, lexical_std, self.dense_weight))
         return RankedChunks(ids[:limit], scores[:limit])
+
+
+def _lookup(keys: np.ndarray, ids: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """values[ids == key] for each key; NaN where a key is not among ids."""
+    out = np.full(len(keys), np.nan)
+    if len(ids):
+        order = np.argsort(ids)
+        at = np.clip(np.searchsorted(ids[order], keys), 0, len(ids) - 1)
+        hit = ids[order][at] == keys
+        out[hit] = values[order][at][hit]
+    return out
+

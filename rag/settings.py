@@ -36,9 +36,9 @@ class Settings(BaseSettings):
     search_depth: int = Field(100, ge=10, description="Candidates each search mode contributes to fusion.")
     dense_weight: float = Field(0.5, ge=0, le=1, description="Weight of dense against lexical in hybrid search.")
     exact_search_max_chunks: int = Field(
-        200_000, ge=1000, description="Above this many chunks, vector search uses an approximate (IVF) index."
+        50_000, ge=1000, description="Above this many chunks, vector search uses an approximate (IVF) index."
     )
-    ivf_nprobe: int = Field(32, ge=1, description="Clusters an approximate search scans.")
+    ivf_nprobe: int = Field(128, ge=1, description="Clusters an approximate search scans.")
 
     model_path: Path | None = Field(None, description="Local gpt-oss checkpoint folder (native generator).")
     generator_device: str = Field("auto", description="Device for the native generator: auto, cpu or cuda.")

@@ -24,7 +24,8 @@ TERMS_PER_CHUNK = 80  # distinct stems in a chunk of ~190 tokens, stopwords remo
 CENTRES = 2000
 
 
-def synthetic_snapshot(n: int, dim: int, exact_max: int, seed: int = 0) -> tuple[Snapshot, np.ndarray]:
+def synthetic_snapshot(n: int, dim: int, exact_max: int, seed: int = 0,
+                       model: str | None = None) -> tuple[Snapshot, np.ndarray]:
     """An in-memory store of n chunks, and the cluster centres its vectors were drawn around."""
     rng = np.random.default_rng(seed)
     centres = _unit(rng.standard_normal((CENTRES, dim)).astype(np.float32))
@@ -48,7 +49,7 @@ def synthetic_snapshot(n: int, dim: int, exact_max: int, seed: int = 0) -> tuple
         tf.sum_duplicates()
         lexical.add_counts(ids[a:b], tf, np.full(b - a, TERMS_PER_CHUNK * 2, np.int64))
     table = ChunkTable(ids, ids // 10, np.ones(n, np.int64))
-    return Snapshot(1, None, index, lexical, table), centres
+    return Snapshot(1, model, index, lexical, table), centres
 
 
 def synthetic_queries(n: int, seed: int = 1) -> list[str]:
@@ -85,16 +86,16 @@ def ivf_recall(snap: Snapshot, centres: np.ndarray, k: int = 10, n: int = 200, s
 
 
 def bench_synthetic(retriever: Retriever, n: int, exact_max: int, queries: int) -> dict[str, Any]:
-    dim = retriever.embedder().dim
+    embedder = retriever.embedder()
     t0 = time.perf_counter()
-    snap, centres = synthetic_snapshot(n, dim, exact_max)
+    snap, centres = synthetic_snapshot(n, embedder.dim, exact_max, model=embedder.name)
     built = time.perf_counter() - t0
     assert snap.vectors is not None
     out: dict[str, Any] = {"chunks": n, "index": snap.vectors.describe(), "build_s": round(built, 1)}
     texts = synthetic_queries(queries)
     for mode in ("hybrid", "dense", "lexical"):
         out[mode] = time_queries(lambda q, m=mode: retriever.rank(q, m, snap=snap), texts)
-    out["embed_query"] = time_queries(lambda q: retriever.embed_queries([q]), texts)
+    out["embed_query"] = time_queries(lambda q: retriever.embedder().encode_query(q), texts)
     out["ivf_recall@10"] = ivf_recall(snap, centres)
     return out
 
