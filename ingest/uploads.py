@@ -26,10 +26,48 @@ def safe_name(name: str) -> str:
     return base[:120]
 
 
+_KIND_OF_SUFFIX = {".pdf": "pdf", ".docx": "docx", ".html": "text", ".htm": "text", ".txt": "text", ".md": "text",
+                   ".markdown": "text"}
+
+
+def sniff(data: bytes) -> str:
+    """What the bytes are, whatever the name says: pdf, docx, text, or binary."""
+    import io
+    import zipfile
+
+    if b"%PDF-" in data[:1024]:
+        return "pdf"
+    if data[:4] == b"PK\x03\x04":
+        try:
+            with zipfile.ZipFile(io.BytesIO(data)) as z:
+                return "docx" if "word/document.xml" in z.namelist() else "binary"
+        except zipfile.BadZipFile:
+            return "binary"
+    head = data[:8192]
+    if b"\x00" in head and not (head.startswith((b"\xff\xfe", b"\xfe\xff"))):  # UTF-16 has NULs
+        return "binary"
+    return "text"
+
+
+def check_upload(name: str, data: bytes, max_bytes: int) -> None:
+    """Refuse what is too big, of a type we do not read, or not what its name claims."""
+    shown = safe_name(name)
+    if len(data) > max_bytes:
+        raise LoadError(f"{shown}: larger than the {max_bytes // 2**20} MB upload limit")
+    suffix = Path(shown).suffix.lower()
+    expected = _KIND_OF_SUFFIX.get(suffix)
+    if expected is None:
+        raise LoadError(f"{shown}: {suffix or 'no extension'} files are not supported "
+                        "(PDF, DOCX, HTML, Markdown, text)")
+    actual = sniff(data)
+    if actual != expected:
+        raise LoadError(f"{shown}: the content is {'a ' + actual.upper() if actual in ('pdf', 'docx') else actual}, "
+                        f"not what a {suffix} file holds")
+
+
 def save_upload(folder: Path, name: str, data: bytes, max_bytes: int) -> Path:
     """Write one upload atomically; the same content uploaded again lands on the same path."""
-    if len(data) > max_bytes:
-        raise LoadError(f"{safe_name(name)}: larger than the {max_bytes // 2**20} MB upload limit")
+    check_upload(name, data, max_bytes)
     digest = hashlib.sha256(data).hexdigest()[:16]
     target_dir = folder / digest
     target_dir.mkdir(parents=True, exist_ok=True)

@@ -70,15 +70,22 @@ class NativeGenerator:
         return None
 
     # ---- generation ------------------------------------------------------------------------
+    def render(self, prompt: Prompt) -> list[int]:
+        """The prompt's token ids: system (date, cutoff, reasoning), developer (instructions),
+        user (sources as quoted data, then the question). Special-token text inside a document
+        is encoded as plain text, so it cannot open or close a message."""
+        from llm.harmony import conversation, render
+
+        return render(self.tokenizer(), conversation(prompt.today, prompt.instructions, user_message(prompt),
+                                                     reasoning=prompt.reasoning))
+
     def stream(self, prompt: Prompt) -> Iterator[Chunk]:
         from llm.engine import Sampling
-        from llm.harmony import conversation, render
         from llm.harmony_parser import Delta, StreamParser
 
         with self._lock:
             engine, tok, rng = self._load()
-            ids = render(tok, conversation(prompt.today, prompt.instructions, user_message(prompt),
-                                           reasoning=prompt.reasoning))
+            ids = self.render(prompt)
             budget = min(prompt.max_tokens, self._context - len(ids))
             if budget < 1:
                 raise GeneratorError(f"the prompt ({len(ids)} tokens) leaves no room for an answer in "

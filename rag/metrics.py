@@ -37,14 +37,15 @@ def evaluate(run: Run, qrels: Qrels) -> dict[str, float]:
     missing from the run counts as an empty ranking."""
     queries = [q for q, judged in qrels.items() if any(g > 0 for g in judged.values())]
     if not queries:
-        return {"ndcg@10": 0.0, "recall@10": 0.0, "recall@100": 0.0, "mrr@10": 0.0, "queries": 0}
-    sums = {"ndcg@10": 0.0, "recall@10": 0.0, "recall@100": 0.0, "mrr@10": 0.0}
+        return {"ndcg@10": 0.0, "recall@10": 0.0, "recall@100": 0.0, "mrr@10": 0.0, "success@1": 0.0, "queries": 0}
+    sums = {"ndcg@10": 0.0, "recall@10": 0.0, "recall@100": 0.0, "mrr@10": 0.0, "success@1": 0.0}
     for q in queries:
         ranked, judged = run.get(q, ()), qrels[q]
         sums["ndcg@10"] += ndcg_at(ranked, judged, 10)
         sums["recall@10"] += recall_at(ranked, judged, 10)
         sums["recall@100"] += recall_at(ranked, judged, 100)
         sums["mrr@10"] += reciprocal_rank_at(ranked, judged, 10)
+        sums["success@1"] += reciprocal_rank_at(ranked, judged, 1)  # 1 when the first is relevant
     out: dict[str, float] = {k: round(v / len(queries), 4) for k, v in sums.items()}
     out["queries"] = len(queries)
     return out

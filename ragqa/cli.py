@@ -371,7 +371,8 @@ def eval_beir(
         return
     for m, r in results.items():
         typer.echo(f"{m:<8} nDCG@10 {r['ndcg@10']:.4f}  Recall@10 {r['recall@10']:.4f}  "
-                   f"Recall@100 {r['recall@100']:.4f}  MRR@10 {r['mrr@10']:.4f}  ({r['queries']} queries, "
+                   f"Recall@100 {r['recall@100']:.4f}  MRR@10 {r['mrr@10']:.4f}  right first {r['success@1']:.4f}  "
+                   f"({r['queries']} queries, "
                    f"{r['documents']} documents, {r['chunks']} chunks)")
 
 

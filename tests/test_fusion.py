@@ -74,3 +74,5 @@ def test_metrics_match_hand_computed_values() -> None:
     assert out["queries"] == 2  # q3 has nothing relevant: not counted
     assert math.isclose(out["mrr@10"], round(0.5 / 2, 4))
     assert math.isclose(out["recall@10"], 0.5)
+    first = evaluate({"q1": ["d1", "x"], "q2": ["x", "d7"]}, {"q1": {"d1": 1}, "q2": {"d7": 1}})
+    assert first["success@1"] == 0.5 and first["mrr@10"] == 0.75

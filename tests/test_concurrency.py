@@ -1,0 +1,60 @@
+"""Questions keep being answered while an ingest runs, and two ingests at once both complete."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from rag.retrieval import Retriever
+from rag.settings import Settings
+from tests.fixtures import paragraph
+from tests.helpers import run_ingest
+from tests.test_cli import ragqa
+
+
+def _folder(root: Path, name: str, n: int) -> Path:
+    folder = root / name
+    folder.mkdir()
+    for i in range(n):
+        (folder / f"{name}{i:02d}.txt").write_text(paragraph(f"{name} subject {i}", 6))
+    return folder
+
+
+@pytest.mark.slow
+def test_searches_keep_working_while_an_ingest_commits(tmp_path: Path, cli_env: dict[str, str], store, settings,
+                                                       embedder) -> None:  # type: ignore[no-untyped-def]
+    run_ingest([_folder(tmp_path, "base", 3)], store, settings, embedder)
+    retriever = Retriever(store, lambda: embedder)
+    env = {**cli_env, "RAGQA_COMMIT_CHUNKS": "8"}  # many small commits while we search
+    proc = subprocess.Popen([sys.executable, "-m", "ragqa.cli", "ingest", str(_folder(tmp_path, "more", 25))],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    searches, generations = 0, set()
+    while proc.poll() is None or searches < 5:
+        passages = retriever.search("base subject", 5)
+        assert passages and all(p.text and p.title for p in passages)
+        generations.add(retriever.snapshot().generation)
+        searches += 1
+    assert proc.returncode == 0, proc.stderr.read() if proc.stderr else ""
+    assert len(generations) > 1  # the searches did see the store change under them
+    assert ragqa(cli_env, "check").returncode == 0
+    assert {p.title for p in retriever.search("more subject 24", 3)}
+
+
+@pytest.mark.slow
+def test_two_ingests_at_once_both_complete(tmp_path: Path, cli_env: dict[str, str]) -> None:
+    folders = [_folder(tmp_path, name, 8) for name in ("left", "right")]
+    procs = [subprocess.Popen([sys.executable, "-m", "ragqa.cli", "ingest", str(f), "--collection", f.name],
+                              env=cli_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for f in folders]
+    for p in procs:
+        out, err = p.communicate(timeout=600)
+        assert p.returncode == 0, err
+    from ragqa.wiring import open_store
+
+    store = open_store(Settings(home=Path(cli_env["RAGQA_HOME"]), database_url=cli_env["RAGQA_DATABASE_URL"]))
+    assert sorted((d.collection, d.status) for d in store.documents()) == \
+        [("left", "ready")] * 8 + [("right", "ready")] * 8
+    assert store.check().ok
