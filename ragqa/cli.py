@@ -458,6 +458,30 @@ def bench_search(
             typer.echo(f"  IVF recall@10 against exact search: {r['ivf_recall@10']}")
 
 
+@bench_app.command("load")
+@edge
+def bench_load(
+    path: Annotated[Path | None, typer.Argument(help="Documents to ingest during the run (default: synthetic).")] = None,
+    users: Annotated[int, typer.Option(min=1, help="Simulated staff asking at once.")] = 20,
+    duration: Annotated[float, typer.Option(min=1, help="Seconds of asking.")] = 60,
+    files: Annotated[int, typer.Option(min=1, help="Synthetic documents, when no PATH is given.")] = 300,
+    think: Annotated[float, typer.Option(min=0, help="Mean pause between one user's questions (s).")] = 1.0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Answer latency while a large ingest runs, in a store of its own; errors and lost documents."""
+    from ragqa import wiring
+    from ragqa.bench_load import bench_load as run
+
+    wiring.offline()
+    result = run(settings(), users, duration, path, files, think)
+    if as_json:
+        _print_json(result)
+    else:
+        for key, value in result.items():
+            typer.echo(f"{key:<18} {value}")
+    raise typer.Exit(0 if not result["errors"] and not result["lost_documents"] and result["check_ok"] else 1)
+
+
 from ragqa import cli_access, cli_llm  # noqa: E402 - registers `llm` and `bench generate` on the app above
 
 cli_llm.register(app, bench_app, edge, settings, _print_json)
