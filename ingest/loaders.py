@@ -109,16 +109,21 @@ def read_html(data: bytes) -> LoadedFile:
 
 # ---- DOCX ----------------------------------------------------------------------------------
 def read_docx(data: bytes) -> LoadedFile:
-    import zipfile
+    try:
+        return _read_docx(data)
+    except LoadError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a damaged zip or XML surfaces as any of a dozen types
+        # (zlib.error, BadZipFile, XMLSyntaxError, KeyError, ...): one reason for the user.
+        raise LoadError(f"not a valid DOCX file ({type(exc).__name__})") from None
 
+
+def _read_docx(data: bytes) -> LoadedFile:
     import docx
     from docx.table import Table
     from docx.text.paragraph import Paragraph
 
-    try:
-        document = docx.Document(io.BytesIO(data))
-    except (zipfile.BadZipFile, KeyError, ValueError) as exc:
-        raise LoadError(f"not a valid DOCX file ({type(exc).__name__})") from None
+    document = docx.Document(io.BytesIO(data))
     parts: list[str] = []
     first_heading = ""
     for block in document.iter_inner_content():
@@ -140,6 +145,17 @@ def read_docx(data: bytes) -> LoadedFile:
 
 # ---- PDF -----------------------------------------------------------------------------------
 def read_pdf(data: bytes, passwords: list[str]) -> LoadedFile:
+    try:
+        return _read_pdf(data, passwords)
+    except LoadError:
+        raise
+    except NotImplementedError as exc:  # pypdf's word for an encryption scheme it lacks
+        raise LoadError(f"encrypted PDF: unsupported encryption ({one_line(exc)})") from None
+    except Exception as exc:  # noqa: BLE001 - fuzzing finds KeyError, LimitReachedError, AttributeError...
+        raise LoadError(f"damaged PDF: {type(exc).__name__}: {one_line(exc)}") from None
+
+
+def _read_pdf(data: bytes, passwords: list[str]) -> LoadedFile:
     from pypdf import PasswordType, PdfReader
     from pypdf.errors import FileNotDecryptedError, PdfReadError
 

@@ -46,6 +46,7 @@ def main() -> int:
     ap.add_argument("path", type=Path)
     ap.add_argument("--kills", type=int, default=20)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--max-delay", type=float, default=30.0, help="longest wait before a kill (s)")
     a = ap.parse_args()
     rng = random.Random(a.seed)
     with tempfile.TemporaryDirectory(prefix="ragqa-kill-") as tmp:
@@ -53,7 +54,7 @@ def main() -> int:
         env = {**os.environ, "RAGQA_HOME": str(home), "RAGQA_DATABASE_URL": "", "RAGQA_COMMIT_CHUNKS": "16"}
         kills = []
         for n in range(a.kills):
-            delay = rng.uniform(0.5, 12.0)
+            delay = rng.uniform(0.5, a.max_delay)
             proc = subprocess.Popen([sys.executable, "-m", "ragqa.cli", "ingest", str(a.path)], env=env,
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             time.sleep(delay)
