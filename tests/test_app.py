@@ -177,3 +177,12 @@ def test_readers_cannot_reach_the_library_page(ui) -> None:  # type: ignore[no-u
     page.session_state["_who"] = Accounts(ui.engine).get("sam")
     page.run()  # reached directly, the page refuses too
     assert page.error and "Only editors and admins" in page.error[0].value and not page.dataframe
+
+
+def test_with_an_identity_provider_configured_staff_sign_in_through_it(ui) -> None:  # type: ignore[no-untyped-def]
+    at = AppTest.from_file(MAIN, default_timeout=60)
+    at.secrets["auth"] = {"redirect_uri": "http://127.0.0.1:8501/oauth2callback", "cookie_secret": "s" * 32,
+                          "client_id": "ragqa", "client_secret": "x",
+                          "server_metadata_url": "https://idp.example.org/.well-known/openid-configuration"}
+    at.run()
+    assert not at.exception and [b.label for b in at.button] == ["Sign in"] and not at.chat_input
