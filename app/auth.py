@@ -14,6 +14,7 @@ import streamlit as st
 
 from app import resources
 from rag.access import LOCAL_ADMIN, Accounts, Principal
+from rag.errors import NotFoundError
 
 
 def oidc_configured() -> bool:
@@ -48,7 +49,7 @@ def _oidc_user() -> Principal:
     email = str(st.user.get("email") or st.user.get("sub") or "")
     try:
         return accounts().get(email)
-    except resources.RagqaError:
+    except NotFoundError:
         groups = st.user.get("groups") or []
         return Principal(email, "reader", tuple(str(g) for g in groups))
 

@@ -12,9 +12,6 @@ import streamlit as st
 from llm.errors import LlmError
 from rag.errors import RagqaError
 
-__all__ = ["RagqaError", "answerer", "conversations", "generator", "retriever", "settings", "shown_errors",
-           "store"]
-
 
 @st.cache_resource
 def settings() -> Any:

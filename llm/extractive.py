@@ -22,10 +22,12 @@ NO_ANSWER = "The sources do not contain an answer to this question."
 
 # Sentence ends, line breaks and page breaks. Splits keep every sentence a verbatim slice of its
 # source, so that a citation can point at its exact characters.
-_BOUNDARY = re.compile(r"(?<=[.!?])[\"')\]]*\s+(?=[\"'(\[]?[A-Z0-9])|\n\s*\n|\f|\n(?=\s*(?:[-*•#]|\d+[.)])\s)")
+_BOUNDARY = re.compile(r"(?<=[.!?])[\"')\]]*\s+(?=[\"'(\[]?[A-Z0-9])|\n\s*\n|\f|\n(?=\s*(?:[-*•#]|\d+[.)])\s)"
+                       r"|\n?```[^\n]*\n?")  # Markdown code fences: code is not a sentence of prose
 # A full stop after these is not a sentence end ("Dr. Smith", "e.g. this", "J. Smith").
 _ABBREVIATION = re.compile(r"(?:\b(?:Dr|Mr|Mrs|Ms|Prof|St|No|Nr|Fig|Figs|Eq|vs|etc|approx|Inc|Ltd|Co|cf|al|Vol|pp|[ei]\.[eg])"
                            r"|(?<![\w.])[A-Z])\.$")
+_CODE_BLOCK = re.compile(r"```.*?(?:```|\Z)", re.S)
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 _STOP = frozenset("""a an and are as at be been but by can could did do does for from had has have how i if in
 into is it its may might more most much no not of on or our should so such than that the their them then there
@@ -44,8 +46,9 @@ class Sentence:
 
 def split_sentences(text: str, min_words: int = 4) -> list[tuple[int, int]]:
     """(start, end) of each sentence of `text`, trimmed of surrounding whitespace; fragments shorter
-    than `min_words` words (headings, page numbers) are left out."""
+    than `min_words` words (headings, page numbers), Markdown headings and code blocks are left out."""
     spans, pos = [], 0
+    code = [(m.start(), m.end()) for m in _CODE_BLOCK.finditer(text)]
     for m in [*_BOUNDARY.finditer(text), None]:
         end = m.start() if m else len(text)
         if m is not None and text[m.start() - 1:m.start()] == "." and _ABBREVIATION.search(text[max(0, end - 8):end]):
@@ -56,7 +59,9 @@ def split_sentences(text: str, min_words: int = 4) -> list[tuple[int, int]]:
         while b > a and text[b - 1].isspace():
             b -= 1
         a = _after_heading(text, a, b)
-        if len(_WORD.findall(text[a:b])) >= min_words:
+        in_code = any(a < ce and b > cs for cs, ce in code)
+        heading = text.startswith("#", a)  # a Markdown heading names a topic; it answers nothing
+        if len(_WORD.findall(text[a:b])) >= min_words and not in_code and not heading:
             spans.append((a, b))
         pos = m.end() if m else len(text)
     return spans
@@ -95,12 +100,17 @@ def score_sentences(question: str, sentences: Sequence[Sentence],
     cosine similarity of embeddings when an embedder is given, plus a small bonus for sentences
     from better-ranked sources."""
     q_terms = set(terms(question))
+    words = _WORD.findall(question.lower())
+    # "back up" also asks about a "backup", "log in" about a "login": a joined pair found in a
+    # sentence counts as a match (but an unmatched pair costs nothing).
+    joined = set(terms(" ".join(a + b for a, b in zip(words, words[1:])))) - q_terms
     bags = [set(terms(s.text)) for s in sentences]
-    df = Counter(t for bag in bags for t in bag if t in q_terms)
+    df = Counter(t for bag in bags for t in bag if t in q_terms or t in joined)
     n = max(len(sentences), 1)
-    idf = {t: math.log(1 + n / (1 + df[t])) for t in q_terms}
-    total = sum(idf.values()) or 1.0
-    lexical = np.array([sum(idf[t] for t in bag & q_terms) / total for bag in bags], dtype=np.float32)
+    idf = {t: math.log(1 + n / (1 + df[t])) for t in q_terms | joined}
+    total = sum(idf[t] for t in q_terms) or 1.0
+    lexical = np.array([min(1.0, sum(idf[t] for t in bag & (q_terms | joined)) / total) for bag in bags],
+                       dtype=np.float32)
     scores = lexical
     if embed is not None and len(sentences):
         vecs = embed([question, *[s.text for s in sentences]])

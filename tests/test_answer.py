@@ -36,6 +36,13 @@ def test_sentences_are_verbatim_slices_without_fragments() -> None:
                                              "Dr. Smith checked it twice."]
 
 
+def test_code_blocks_are_not_sentences() -> None:
+    text = ("## Restoring from a backup\n\nRestore into an empty database:\n```sh\ndocker compose down && docker volume "
+            "rm data\n```\nThe restore checks the store.")
+    assert [text[a:b] for a, b in split_sentences(text)] == ["Restore into an empty database:",
+                                                             "The restore checks the store."]
+
+
 def test_extractive_answer_quotes_the_best_sentences_with_citations() -> None:
     prompt = Prompt("", "What pressure does the pump run at?", (
         Source(1, "Manual", "p. 1", "The tank holds 500 litres of water. Paint the tank every year."),
