@@ -199,25 +199,20 @@ class Store:
         """The only way to change documents: one writer at a time, all or nothing per commit."""
         from rag.writer import StoreWriter
 
-        try:
-            self._lock.acquire(timeout=wait_s)
-        except Timeout:
-            raise StoreError(f"another ingest has held the store for {wait_s:.0f}s; try again later") from None
-        try:
+        with self.frozen(wait_s, holder="another ingest"):
             self._mark_dead_runs()
             w = StoreWriter(self)
             yield w
             w.commit()
-        finally:
-            self._lock.release()
 
     @contextlib.contextmanager
-    def frozen(self, wait_s: float = 600.0) -> Iterator[None]:
-        """No writer runs while this is held (backups read a state no ingest is changing)."""
+    def frozen(self, wait_s: float = 600.0, holder: str = "an ingest") -> Iterator[None]:
+        """The store's write lock: no writer runs while this is held (writers take it; backups
+        take it to read a state no ingest is changing)."""
         try:
             self._lock.acquire(timeout=wait_s)
         except Timeout:
-            raise StoreError(f"an ingest has held the store for {wait_s:.0f}s; try again later") from None
+            raise StoreError(f"{holder} has held the store for {wait_s:.0f}s; try again later") from None
         try:
             yield
         finally:

@@ -27,13 +27,18 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.fixture
 def database_url(tmp_path: Path) -> Iterator[str]:
     """'' (SQLite in the test's home) or the URL of a brand-new PostgreSQL database."""
+    yield from fresh_database("ragqa_t")
+
+
+def fresh_database(prefix: str) -> Iterator[str]:
+    """'' without PostgreSQL; else a new, empty database's URL, dropped afterwards."""
     if not PG_URL:
         yield ""
         return
     from sqlalchemy import create_engine, text
     from sqlalchemy.engine import make_url
 
-    name = f"ragqa_t_{uuid.uuid4().hex[:12]}"
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
     with admin.connect() as c:
         c.execute(text(f'CREATE DATABASE "{name}"'))

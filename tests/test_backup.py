@@ -4,38 +4,22 @@ restored library equals the original and searches the same; a used database is n
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from rag.conversations import Conversations
-from tests.conftest import PG_URL
+from tests.conftest import fresh_database
 from tests.test_cli import _no_traceback, ragqa
 from tests.fixtures import make_pdf
 from tests.helpers import chunk_snapshot
 
 
 @pytest.fixture
-def second_url(tmp_path: Path, database_url: str) -> Iterator[str]:
+def second_url(database_url: str) -> Iterator[str]:
     """Where the restore goes: another SQLite file, or another fresh PostgreSQL database."""
-    if not database_url:
-        yield ""
-        return
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
-
-    name = f"ragqa_r_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as c:
-        c.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as c:
-            c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    yield from fresh_database("ragqa_r")
 
 
 def test_backup_restore_round_trip_loses_nothing(tmp_path: Path, cli_env: dict[str, str], second_url: str) -> None:
