@@ -51,7 +51,7 @@ class Engine:
         width = max(len(p) for p in prompts)
         padding = torch.tensor([width - len(p) for p in prompts], device=self.device)
         tokens = torch.tensor([[self.pad_id] * (width - len(p)) + list(p) for p in prompts], device=self.device)
-        cache = self.model.new_cache(padding)
+        cache = self.model.new_cache(padding, capacity=width + params.max_new_tokens)
         logits = None
         for start in range(0, width, PREFILL_CHUNK):
             logits = self.model(tokens[:, start:start + PREFILL_CHUNK], cache)

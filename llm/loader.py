@@ -53,7 +53,7 @@ def load_model(folder: Path, *, device: str = "auto", dtype: str | None = None, 
         keep_fp32 = name.endswith("layernorm.weight") or name == "norm.weight"
         param.data = source.to(device=dev, dtype=torch.float32 if keep_fp32 else dt)
     model.rotary.inv_freq = yarn_inverse_frequencies(config).to(dev)
-    model.eval()
+    model.eval().fuse()
     return model, ckpt, estimate
 
 

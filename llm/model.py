@@ -67,16 +67,19 @@ class Rotary(nn.Module):
         self.concentration = config.yarn_concentration()  # scales cos and sin alike
 
     def forward(self, positions: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-        """positions [B, T] -> cos, sin [B, T, D/2]."""
-        freqs = positions[..., None].float() * self.inv_freq.float()
-        return (freqs.cos() * self.concentration).to(dtype), (freqs.sin() * self.concentration).to(dtype)
+        """positions [B, T] -> cos, signed sin [B, 1, T, D], ready for `apply_rotary` on any
+        number of heads: cos repeats over both halves, sin is negated on the first."""
+        freqs = positions[..., None].float() * self.inv_freq.float()  # [B, T, D/2]
+        cos, sin = freqs.cos() * self.concentration, freqs.sin() * self.concentration
+        return (torch.cat((cos, cos), dim=-1)[:, None].to(dtype),
+                torch.cat((-sin, sin), dim=-1)[:, None].to(dtype))
 
 
-def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """x [B, heads, T, D]; rotates the first half of the head against the second (not pairs)."""
-    cos, sin = cos[:, None], sin[:, None]  # [B, 1, T, D/2]
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, signed_sin: torch.Tensor) -> torch.Tensor:
+    """x [B, heads, T, D]; rotates the first half of the head against the second (not pairs):
+    (x1, x2) -> (x1 cos - x2 sin, x2 cos + x1 sin)."""
     first, second = torch.chunk(x, 2, dim=-1)
-    return torch.cat((first * cos - second * sin, second * cos + first * sin), dim=-1)
+    return x * cos + torch.cat((second, first), dim=-1) * signed_sin
 
 
 # ---- attention with sinks -------------------------------------------------------------------
@@ -93,28 +96,48 @@ class Attention(nn.Module):
         sliding = config.layer_types[layer] == "sliding_attention"
         self.window = config.sliding_window if sliding else None
         self.scale = d ** -0.5
+        self.qkv_weight: torch.Tensor | None = None  # q, k, v stacked: one matmul per step (fuse_qkv)
+        self.qkv_bias: torch.Tensor | None = None
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, slots: torch.Tensor,
-                cache: KVCache) -> torch.Tensor:
+    def fuse_qkv(self) -> None:
+        """Stack the q, k and v projections into one weight, once the checkpoint is loaded; the
+        three parameters become views into it, so memory does not grow."""
+        projections = (self.q_proj, self.k_proj, self.v_proj)
+        self.qkv_weight = torch.cat([p.weight.data for p in projections])
+        self.qkv_bias = torch.cat([p.bias.data for p in projections])
+        start = 0
+        for p in projections:
+            rows = p.weight.shape[0]
+            p.weight.data, p.bias.data = self.qkv_weight[start:start + rows], self.qkv_bias[start:start + rows]
+            start += rows
+
+    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], slots: torch.Tensor,
+                cache: KVCache, masks: dict[int | None, torch.Tensor | None]) -> torch.Tensor:
         b, t, _ = x.shape  # x [B, T, hidden]
-        q = self.q_proj(x).view(b, t, self.heads, self.head_dim).transpose(1, 2)  # [B, H, T, D]
-        k = self.k_proj(x).view(b, t, self.kv_heads, self.head_dim).transpose(1, 2)  # [B, KV, T, D]
-        v = self.v_proj(x).view(b, t, self.kv_heads, self.head_dim).transpose(1, 2)
-        q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        h, kv, d = self.heads, self.kv_heads, self.head_dim
+        assert self.qkv_weight is not None, "call fuse_qkv() after loading the weights"
+        qkv = F.linear(x, self.qkv_weight, self.qkv_bias)  # [B, T, (H + 2 KV) * D]
+        qk = qkv[..., :(h + kv) * d].view(b, t, h + kv, d).transpose(1, 2)  # [B, H + KV, T, D]
+        q, k = apply_rotary(qk, *rope).split([h, kv], dim=1)  # [B, H, T, D], [B, KV, T, D]
+        v = qkv[..., (h + kv) * d:].view(b, t, kv, d).transpose(1, 2)  # [B, KV, T, D]
         k, v, key_slots = cache.update(self.layer, k, v, slots)  # [B, KV, S, D], [S]
-        group = self.heads // self.kv_heads
-        k = k.repeat_interleave(group, dim=1)  # [B, H, S, D]
-        v = v.repeat_interleave(group, dim=1)
-        scores = torch.matmul(q, k.transpose(2, 3)) * self.scale  # [B, H, T, S]
-        scores = scores + self._mask(slots, key_slots, cache.padding, scores.dtype)
+        if t == 1 and self.window is not None and k.shape[2] > self.window:
+            # One query sees exactly the last `window` keys: keep those, no mask needed.
+            k, v, key_slots = k[:, :, -self.window:], v[:, :, -self.window:], key_slots[-self.window:]
+        # Query heads of one group share a key head: [B, KV, G * T, D] against [B, KV, S, D].
+        scores = torch.matmul(q.reshape(b, kv, -1, d), k.transpose(2, 3)) * self.scale
+        scores = scores.view(b, h, t, -1)  # [B, H, T, S]
+        if t > 1 or cache.padded:
+            if self.window not in masks:
+                masks[self.window] = self._mask(slots, key_slots, cache.padding, scores.dtype)
+            scores = scores + masks[self.window]
         # The sink joins the softmax as one more column, then is dropped: it takes probability
         # mass and gives no value.
-        sinks = self.sinks.to(scores.dtype).reshape(1, -1, 1, 1).expand(b, -1, t, 1)
-        logits = torch.cat([scores, sinks], dim=-1)
-        logits = logits - logits.max(dim=-1, keepdim=True).values
-        probs = F.softmax(logits, dim=-1)[..., :-1]
-        out = torch.matmul(probs.to(v.dtype), v)  # [B, H, T, D]
-        return self.o_proj(out.transpose(1, 2).reshape(b, t, self.heads * self.head_dim))
+        sinks = self.sinks.to(scores.dtype).view(1, h, 1, 1).expand(b, h, t, 1)
+        probs = F.softmax(torch.cat([scores, sinks], dim=-1), dim=-1)[..., :-1]
+        out = torch.matmul(probs.reshape(b, kv, -1, probs.shape[-1]).to(v.dtype), v)  # [B, KV, G * T, D]
+        out = out.view(b, h, t, d).transpose(1, 2).reshape(b, t, h * d)
+        return self.o_proj(out)
 
     def _mask(self, q_slots: torch.Tensor, k_slots: torch.Tensor, padding: torch.Tensor,
               dtype: torch.dtype) -> torch.Tensor:
@@ -152,6 +175,8 @@ class MoE(nn.Module):
         logits = self.router(x)  # [N, E]
         top_logits, top_experts = torch.topk(logits, self.top_k, dim=-1)  # [N, K]
         weights = F.softmax(top_logits, dim=-1, dtype=top_logits.dtype)  # over the K chosen only
+        if x.shape[0] == 1:
+            return self._one_token(x, top_experts[0], weights[0]).reshape(shape)
         out = torch.zeros_like(x)
         for e in torch.unique(top_experts).tolist():  # ascending, as the reference sums
             token, slot = torch.where(top_experts == e)
@@ -160,6 +185,16 @@ class MoE(nn.Module):
             y = F.linear(h, w.down, w.down_bias)  # [n, hidden], down bias added per expert
             out.index_add_(0, token, y * weights[token, slot, None])
         return out.reshape(shape)
+
+    def _one_token(self, x: torch.Tensor, experts: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """Decoding one sequence: x [1, hidden], its K experts and weights [K] -> [1, hidden].
+        The same sum as above, in a few large operations instead of one small one per expert."""
+        order = torch.argsort(experts)  # ascending, as the reference sums
+        chosen = [self.experts.get(e, x.dtype) for e in experts[order].tolist()]
+        gate_up = torch.cat([F.linear(x, w.gate_up, w.gate_up_bias) for w in chosen])  # [K, 2I]
+        h = clamped_swiglu(gate_up, self.limit, self.alpha)  # [K, I]
+        down = torch.cat([F.linear(h[j:j + 1], w.down, w.down_bias) for j, w in enumerate(chosen)])  # [K, hidden]
+        return weights[order][None] @ down  # [1, hidden]
 
 
 # ---- block ----------------------------------------------------------------------------------
@@ -171,9 +206,9 @@ class Block(nn.Module):
         self.post_attention_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
         self.mlp = MoE(config, experts)
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, slots: torch.Tensor,
-                cache: KVCache) -> torch.Tensor:
-        x = x + self.self_attn(self.input_layernorm(x), cos, sin, slots, cache)
+    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], slots: torch.Tensor,
+                cache: KVCache, masks: dict[int | None, torch.Tensor | None]) -> torch.Tensor:
+        x = x + self.self_attn(self.input_layernorm(x), rope, slots, cache, masks)
         return x + self.mlp(self.post_attention_layernorm(x))
 
 
@@ -189,9 +224,15 @@ class GptOss(nn.Module):
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)  # untied
         self.rotary = Rotary(config)
 
-    def new_cache(self, padding: torch.Tensor) -> KVCache:
+    def fuse(self) -> GptOss:
+        """After loading: one q/k/v matmul per attention layer."""
+        for layer in self.layers:
+            layer.self_attn.fuse_qkv()
+        return self
+
+    def new_cache(self, padding: torch.Tensor, capacity: int = 256) -> KVCache:
         windows = [layer.self_attn.window for layer in self.layers]
-        return KVCache(windows, padding)
+        return KVCache(windows, padding, capacity)
 
     @torch.inference_mode()
     def forward(self, tokens: torch.Tensor, cache: KVCache, last_only: bool = True) -> torch.Tensor:
@@ -200,9 +241,10 @@ class GptOss(nn.Module):
         slots = torch.arange(cache.length, cache.length + t, device=tokens.device)  # [T]
         positions = (slots[None, :] - cache.padding[:, None]).clamp(min=0)  # [B, T] each sequence's own
         x = self.embed_tokens(tokens)  # [B, T, hidden]
-        cos, sin = self.rotary(positions, x.dtype)
+        rope = self.rotary(positions, x.dtype)
+        masks: dict[int | None, torch.Tensor | None] = {}  # per window size, shared by its layers
         for layer in self.layers:
-            x = layer(x, cos, sin, slots, cache)
+            x = layer(x, rope, slots, cache, masks)
         cache.advance(t)
         if last_only:
             x = x[:, -1]

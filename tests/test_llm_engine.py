@@ -20,16 +20,21 @@ from llm.tiny import write_tokenizer
 
 
 def test_kv_cache_keeps_the_window_on_sliding_layers_only() -> None:
-    cache = KVCache([4, None], torch.zeros(2, dtype=torch.long))
-    for step, t in enumerate((3, 2, 1, 1)):
+    # A full layer reserving 2 slots must grow; the sliding layer (window 4) compacts its buffer
+    # many times over 40 steps. Keys hold their slot number, so every returned key can be checked.
+    cache = KVCache([4, None], torch.zeros(2, dtype=torch.long), capacity=2)
+    steps = (3, 2, 1, 1) + (1,) * 30 + (5, 1)
+    for t in steps:
         slots = torch.arange(cache.length, cache.length + t)
-        k = torch.full((2, 1, t, 2), float(step))
-        for layer in (0, 1):
-            keys, _, seen = cache.update(layer, k, k, slots)
-            assert keys.shape[2] == len(seen) and seen[-1] == slots[-1]  # this step sees its own keys
+        k = slots.float().view(1, 1, t, 1).expand(2, 1, t, 2)
+        for layer, window in ((0, 4), (1, None)):
+            before = cache.kept(layer)
+            keys, values, seen = cache.update(layer, k, -k, slots)
+            assert seen.tolist() == list(range(cache.length - before, cache.length + t))  # kept + new, in order
+            assert torch.equal(keys[0, 0, :, 0], seen.float()) and torch.equal(values, -keys)
         cache.advance(t)
-    assert cache.kept(0) == 4 and cache.slots[0].tolist() == [3, 4, 5, 6]
-    assert cache.kept(1) == 7 and cache.slots[1].tolist() == list(range(7))
+        assert cache.kept(0) == min(4, cache.length) and cache.kept(1) == cache.length
+    assert cache.nbytes() < 2 * 1 * (2 * 4 + 64) * 2 * 4 * 2  # the sliding buffer stays small
 
 
 def test_sampling_greedy_seeded_and_top_p() -> None:
