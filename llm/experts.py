@@ -5,6 +5,10 @@ per weight). A step decodes the experts its tokens chose, on the device they liv
 decode runs on the GPU), and keeps the decoded weights in a least-recently-used cache bounded in
 bytes (`RAGQA_EXPERT_CACHE_MB`; 0 decodes at every step). The whole model is decoded at once only
 when the budget holds it all.
+
+Decoding one token in float32 on the CPU skips decoding altogether: the C kernel in cpu_kernel.c
+reads the chosen experts' MXFP4 blocks directly (a quarter of the bytes of bfloat16, an eighth of
+float32), which is what bounds decode speed there.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
+from llm import cpu_kernel
 from llm.mxfp4 import decode_expert
 
 
@@ -62,12 +67,14 @@ class ExpertWeights:
 
     def __init__(self, layer: int, gate_up_blocks: torch.Tensor, gate_up_scales: torch.Tensor,
                  gate_up_bias: torch.Tensor, down_blocks: torch.Tensor, down_scales: torch.Tensor,
-                 down_bias: torch.Tensor, cache: ExpertCache) -> None:
+                 down_bias: torch.Tensor, cache: ExpertCache, use_kernel: bool = True) -> None:
         # blocks [E, out, in/32, 16] uint8, scales [E, out, in/32] uint8, bias [E, out]
         self.layer = layer
         self.gate_up_blocks, self.gate_up_scales, self.gate_up_bias = gate_up_blocks, gate_up_scales, gate_up_bias
         self.down_blocks, self.down_scales, self.down_bias = down_blocks, down_scales, down_bias
         self.cache = cache
+        self.use_kernel = use_kernel
+        self._kernel_tensors: tuple[torch.Tensor, ...] | None = None
 
     @property
     def num_experts(self) -> int:
@@ -86,10 +93,27 @@ class ExpertWeights:
             self.cache.put(key, item)
         return item
 
+    def one_token(self, x: torch.Tensor, experts: torch.Tensor, weights: torch.Tensor, limit: float,
+                  alpha: float) -> torch.Tensor | None:
+        """x [hidden] float32 on the CPU through `experts` [K] (ascending), weighted by
+        `weights` [K], by the C kernel; None where the kernel does not apply or is not built."""
+        if not self.use_kernel or x.dtype != torch.float32 or x.device.type != "cpu":
+            return None
+        lib = cpu_kernel.load()
+        if lib is None:
+            return None
+        if self._kernel_tensors is None:  # biases in float32 once (a few KB per layer)
+            self._kernel_tensors = (
+                self.gate_up_blocks.contiguous(), self.gate_up_scales.contiguous(),
+                self.gate_up_bias.float().contiguous(), self.down_blocks.contiguous(),
+                self.down_scales.contiguous(), self.down_bias.float().contiguous())
+        return cpu_kernel.moe_one_token(lib, x.contiguous(), experts.to(torch.int64).contiguous(),
+                                        weights.float().contiguous(), self._kernel_tensors, limit, alpha)
+
     def to(self, device: torch.device) -> ExpertWeights:
         return ExpertWeights(self.layer, *(t.to(device) for t in (
             self.gate_up_blocks, self.gate_up_scales, self.gate_up_bias, self.down_blocks, self.down_scales,
-            self.down_bias)), cache=self.cache)
+            self.down_bias)), cache=self.cache, use_kernel=self.use_kernel)
 
     def nbytes(self) -> int:
         return sum(t.numel() * t.element_size() for t in (

@@ -34,7 +34,9 @@ def resolve_dtype(name: str | None, device: torch.device) -> torch.dtype:
 
 
 def load_model(folder: Path, *, device: str = "auto", dtype: str | None = None, expert_cache_mb: float = 1024.0,
-               context: int = 8192) -> tuple[GptOss, Checkpoint, MemoryEstimate]:
+               context: int = 8192, cpu_kernel: bool = True) -> tuple[GptOss, Checkpoint, MemoryEstimate]:
+    """cpu_kernel: decode single tokens on the CPU straight from MXFP4 (llm/cpu_kernel.c) where
+    it can be built; False keeps every step on the decoded-expert cache."""
     ckpt = Checkpoint(folder)
     config = ckpt.config
     dev = resolve_device(device)
@@ -42,7 +44,7 @@ def load_model(folder: Path, *, device: str = "auto", dtype: str | None = None, 
     estimate = estimate_memory(config, dt, expert_cache_mb, context=context)
     ensure_fits(estimate, dev)
     cache = ExpertCache(int(expert_cache_mb * 1024 * 1024))
-    experts = [_layer_experts(ckpt, i, dev, cache) for i in range(config.num_layers)]
+    experts = [_layer_experts(ckpt, i, dev, cache, cpu_kernel) for i in range(config.num_layers)]
     with torch.device("meta"):
         model = GptOss(config, experts)
     model = model.to_empty(device=dev)
@@ -57,7 +59,8 @@ def load_model(folder: Path, *, device: str = "auto", dtype: str | None = None, 
     return model, ckpt, estimate
 
 
-def _layer_experts(ckpt: Checkpoint, layer: int, device: torch.device, cache: ExpertCache) -> ExpertWeights:
+def _layer_experts(ckpt: Checkpoint, layer: int, device: torch.device, cache: ExpertCache,
+                   use_kernel: bool) -> ExpertWeights:
     prefix = f"model.layers.{layer}.mlp.experts."
     tensors = []
     for name in EXPERT_TENSORS:
@@ -65,4 +68,4 @@ def _layer_experts(ckpt: Checkpoint, layer: int, device: torch.device, cache: Ex
         if name.endswith(("_blocks", "_scales")) and t.dtype != torch.uint8:
             raise CheckpointError(f"{prefix + name} is {t.dtype}, not MXFP4 (uint8)")
         tensors.append(t.to(device))
-    return ExpertWeights(layer, *tensors, cache=cache)
+    return ExpertWeights(layer, *tensors, cache=cache, use_kernel=use_kernel)

@@ -190,6 +190,9 @@ class MoE(nn.Module):
         """Decoding one sequence: x [1, hidden], its K experts and weights [K] -> [1, hidden].
         The same sum as above, in a few large operations instead of one small one per expert."""
         order = torch.argsort(experts)  # ascending, as the reference sums
+        direct = self.experts.one_token(x[0], experts[order], weights[order], self.limit, self.alpha)
+        if direct is not None:  # float32 on the CPU: straight from MXFP4 (llm/cpu_kernel.c)
+            return direct[None]
         chosen = [self.experts.get(e, x.dtype) for e in experts[order].tolist()]
         gate_up = torch.cat([F.linear(x, w.gate_up, w.gate_up_bias) for w in chosen])  # [K, 2I]
         h = clamped_swiglu(gate_up, self.limit, self.alpha)  # [K, I]

@@ -20,8 +20,10 @@ class NativeGenerator:
     extractive = False
 
     def __init__(self, folder: Path, *, device: str = "auto", dtype: str = "auto", expert_cache_mb: float = 1024.0,
-                 context: int = 8192, temperature: float = 1.0, top_p: float = 1.0, seed: int | None = None) -> None:
+                 context: int = 8192, temperature: float = 1.0, top_p: float = 1.0, seed: int | None = None,
+                 cpu_kernel: bool = True) -> None:
         self.folder = Path(folder)
+        self.cpu_kernel = cpu_kernel
         self.device, self.dtype, self.expert_cache_mb = device, dtype, expert_cache_mb
         self._context = context
         self.temperature, self.top_p, self.seed = temperature, top_p, seed
@@ -48,7 +50,8 @@ class NativeGenerator:
             from llm.loader import load_model
 
             net, ckpt, _ = load_model(self.folder, device=self.device, dtype=self.dtype,
-                                      expert_cache_mb=self.expert_cache_mb, context=self._context)
+                                      expert_cache_mb=self.expert_cache_mb, context=self._context,
+                                      cpu_kernel=self.cpu_kernel)
             rng = torch.Generator(device=next(net.parameters()).device)
             rng.manual_seed(self.seed if self.seed is not None else torch.seed() % 2**63)
             self._loaded = (Engine(net, pad_id=ckpt.config.pad_token_id or 0), self.tokenizer(), rng)

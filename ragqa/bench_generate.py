@@ -3,8 +3,8 @@
 Each configuration runs in a fresh process, so its peak memory (the resident-set high-water mark
 minus what the process held before loading the model) is its own. Configurations: our engine with
 the configured expert cache, with the cache off (experts decoded at every step), with every expert
-decoded up front (the fully decoded copy), and transformers' `generate` (which dequantizes the
-whole model on the CPU).
+decoded up front (the fully decoded copy), without the C decode kernel (every step through decoded
+experts and PyTorch), and transformers' `generate` (which dequantizes the whole model on the CPU).
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ ALL_DECODED_MB = 1 << 30  # a budget no checkpoint reaches: every expert stays d
 
 
 def bench_all(model: Path, prompt_tokens: int, new_tokens: int, cache_mb: float, reference: bool) -> dict[str, Any]:
-    runs = {"ours": ("ours", cache_mb), "ours_cache_off": ("ours", 0.0), "ours_all_decoded": ("ours", ALL_DECODED_MB)}
+    runs = {"ours": ("ours", cache_mb), "ours_cache_off": ("ours", 0.0), "ours_all_decoded": ("ours", ALL_DECODED_MB),
+            "ours_without_kernel": ("ours-pytorch", cache_mb)}
     if reference:
         runs["transformers"] = ("transformers", 0.0)
     results = {name: _run(model, kind, mb, prompt_tokens, new_tokens) for name, (kind, mb) in runs.items()}
@@ -35,7 +36,7 @@ def bench_all(model: Path, prompt_tokens: int, new_tokens: int, cache_mb: float,
             "expert_cache_mb": cache_mb, "runs": results, "comparisons": comparisons}
 
 
-def _run(model: Path, kind: str, cache_mb: float, prompt_tokens: int, new_tokens: int) -> dict[str, float]:
+def _run(model: Path, kind: str, cache_mb: float, prompt_tokens: int, new_tokens: int) -> dict[str, Any]:
     cmd = [sys.executable, "-m", "ragqa.bench_generate", str(model), kind, str(cache_mb), str(prompt_tokens),
            str(new_tokens)]
     proc = subprocess.run(cmd, capture_output=True, text=True)
@@ -55,11 +56,12 @@ def _rss_mib() -> float:
     return 0.0
 
 
-def _worker(model: Path, kind: str, cache_mb: float, prompt_tokens: int, new_tokens: int) -> dict[str, float]:
+def _worker(model: Path, kind: str, cache_mb: float, prompt_tokens: int, new_tokens: int) -> dict[str, Any]:
     import torch
 
     torch.manual_seed(0)
     prompt = torch.randint(0, 256, (1, prompt_tokens))
+    kernel = False  # whether one-token steps ran through llm/cpu_kernel.c
     if kind == "transformers":
         from transformers import GptOssForCausalLM, Mxfp4Config
         from transformers.utils import logging
@@ -74,12 +76,15 @@ def _worker(model: Path, kind: str, cache_mb: float, prompt_tokens: int, new_tok
             net.generate(prompt, attention_mask=mask, max_new_tokens=n, min_new_tokens=n, do_sample=False,
                          pad_token_id=0)
     else:
+        from llm import cpu_kernel
         from llm.engine import Engine, Sampling
         from llm.loader import load_model
 
         before = _rss_mib()
-        ours, _, _ = load_model(model, device="cpu", dtype="float32", expert_cache_mb=cache_mb)
+        ours, _, _ = load_model(model, device="cpu", dtype="float32", expert_cache_mb=cache_mb,
+                                cpu_kernel=kind == "ours")
         engine = Engine(ours)
+        kernel = kind == "ours" and cpu_kernel.load() is not None
         if cache_mb >= ALL_DECODED_MB:  # decode every expert now, as a fully decoded copy would be
             for layer in ours.layers:
                 for e in range(layer.mlp.experts.num_experts):
@@ -98,7 +103,7 @@ def _worker(model: Path, kind: str, cache_mb: float, prompt_tokens: int, new_tok
     decode_s = max(total - first, 1e-9)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {"prefill_tok_s": round(prompt_tokens / first, 1), "decode_tok_s": round(new_tokens / decode_s, 1),
-            "first_token_ms": round(first * 1000, 1), "peak_mib": round(peak - before, 1)}
+            "first_token_ms": round(first * 1000, 1), "peak_mib": round(peak - before, 1), "cpu_kernel": kernel}
 
 
 if __name__ == "__main__":

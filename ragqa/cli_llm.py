@@ -53,7 +53,8 @@ def register(app: typer.Typer, bench_app: typer.Typer, edge: Any, settings: Any,
         cfg = settings()
         folder = model_dir(model)
         net, ckpt, _ = load_model(folder, device=cfg.generator_device, dtype=dtype or cfg.generator_dtype,
-                                  expert_cache_mb=cfg.expert_cache_mb, context=cfg.context_tokens)
+                                  expert_cache_mb=cfg.expert_cache_mb, context=cfg.context_tokens,
+                                  cpu_kernel=cfg.cpu_kernel)
         tok = HarmonyTokenizer.from_file(str(folder / "tokenizer.json"))
         generator = torch.Generator(device=next(net.parameters()).device)
         generator.manual_seed(seed if seed is not None else torch.seed() % 2**63)

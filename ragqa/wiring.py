@@ -55,7 +55,8 @@ def generator(settings: Settings, retriever: Retriever | None = None) -> Generat
         if settings.model_path is None:
             raise ConfigError("RAGQA_GENERATOR=native needs RAGQA_MODEL_PATH (a local gpt-oss checkpoint folder)")
         return NativeGenerator(settings.model_path, device=settings.generator_device, dtype=settings.generator_dtype,
-                               expert_cache_mb=settings.expert_cache_mb, context=settings.context_tokens)
+                               expert_cache_mb=settings.expert_cache_mb, context=settings.context_tokens,
+                               cpu_kernel=settings.cpu_kernel)
     if kind == "openai":
         from llm.openai_server import OpenAIGenerator
 

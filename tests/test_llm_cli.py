@@ -65,7 +65,7 @@ def test_bench_generate_reports_every_run(checkpoint: Path) -> None:
     out = ragqa("bench", "generate", "--model", str(checkpoint), "--prompt-tokens", "16", "--new-tokens", "4", "--json")
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout)
-    assert set(result["runs"]) == {"ours", "ours_cache_off", "ours_all_decoded", "transformers"}
+    assert set(result["runs"]) == {"ours", "ours_cache_off", "ours_all_decoded", "ours_without_kernel", "transformers"}
     for run in result["runs"].values():
         assert run["decode_tok_s"] > 0 and run["prefill_tok_s"] > 0 and run["first_token_ms"] > 0
     assert set(result["comparisons"]) == {"decode_speedup_vs_transformers", "cache_off_peak_vs_all_decoded"}

@@ -17,7 +17,9 @@ from llm.tiny import TinySpec, make_tiny_checkpoint
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_tiny_checkpoint(tmp_path_factory.mktemp("tiny"), TinySpec(layers=3, sliding_window=8, seed=1))
+    # hidden 160 = one 128-value chunk of the CPU decode kernel plus a 32-value tail
+    spec = TinySpec(layers=3, sliding_window=8, seed=1, hidden=160, intermediate=160)
+    return make_tiny_checkpoint(tmp_path_factory.mktemp("tiny"), spec)
 
 
 @pytest.fixture(scope="module")
@@ -105,3 +107,20 @@ def test_expert_cache_off_gives_the_same_logits(tiny: Path, ours) -> None:  # ty
     b = uncached(ids, uncached.new_cache(torch.zeros(1, dtype=torch.long)))
     assert torch.equal(a, b)
     assert uncached.layers[0].mlp.experts.cache.used == 0
+
+
+def test_decode_kernel_on_and_off_agree(tiny: Path, ours) -> None:  # type: ignore[no-untyped-def]
+    """One-token steps run through the C kernel (llm/cpu_kernel.c) by default; without it they
+    run through decoded experts and PyTorch. Both match the reference above; here, each other."""
+    from llm import cpu_kernel
+
+    if cpu_kernel.load() is None:
+        pytest.skip("no C compiler on this machine")
+    plain, _, _ = load_model(tiny, device="cpu", dtype="float32", expert_cache_mb=64, cpu_kernel=False)
+    ids = _prompt(14, 5)[None]
+    caches = [m.new_cache(torch.zeros(1, dtype=torch.long)) for m in (ours, plain)]
+    ours(ids[:, :4], caches[0])
+    plain(ids[:, :4], caches[1])
+    for t in range(4, 14):
+        a, b = ours(ids[:, t:t + 1], caches[0]), plain(ids[:, t:t + 1], caches[1])
+        assert torch.allclose(a, b, atol=1e-4, rtol=0), (t, (a - b).abs().max())

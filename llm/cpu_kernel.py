@@ -1,0 +1,80 @@
+"""The CPU decode kernel (cpu_kernel.c): one token through a layer's chosen experts, read
+straight from MXFP4.
+
+Why C: decoding one token on a CPU is bound by memory bandwidth, and a float32 copy of an expert
+is 7.5 times the bytes of its MXFP4 blocks and scales. PyTorch has no kernel that multiplies
+MXFP4 (or bfloat16) weights with float32 activations, so this one is ours. It is compiled on first
+use with the system C compiler (`-march=native`: the machine it runs on) into a private temporary
+directory; without a compiler, or with `RAGQA_CPU_KERNEL=false` (load_model's `cpu_kernel`), the
+engine falls back to decoding experts into the cache and multiplying with PyTorch, with the same
+results.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import shutil
+import subprocess
+import tempfile
+from functools import cache
+from pathlib import Path
+
+import torch
+
+log = logging.getLogger(__name__)
+SOURCE = Path(__file__).with_name("cpu_kernel.c")
+FLAGS = ("-O3", "-fopenmp", "-shared", "-fPIC")
+
+_p = ctypes.c_void_p
+_ARGTYPES = [_p, ctypes.c_int, ctypes.c_int, ctypes.c_int, _p, _p, _p, _p, _p, _p, _p, _p,
+             ctypes.c_float, ctypes.c_float, _p]
+
+
+@cache
+def load() -> ctypes.CDLL | None:
+    """The kernel built for this machine, or None where it cannot be built (the caller falls back)."""
+    return build("native")
+
+
+def build(march: str) -> ctypes.CDLL | None:
+    """Compile for `march` (native: AVX-512 where the CPU has it; x86-64-v2: the portable loop)."""
+    compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+    if compiler is None:
+        log.info("no C compiler: MoE decode uses the PyTorch path")
+        return None
+    folder = Path(tempfile.mkdtemp(prefix="ragqa-kernel-"))
+    library = folder / "cpu_kernel.so"
+    try:
+        subprocess.run([compiler, *FLAGS, f"-march={march}", str(SOURCE), "-o", str(library), "-lm"],
+                       check=True, capture_output=True, text=True, timeout=120)
+        lib = ctypes.CDLL(str(library))
+    except (OSError, subprocess.SubprocessError) as exc:
+        detail = getattr(exc, "stderr", "") or str(exc)
+        log.warning("CPU kernel not built (%s): MoE decode uses the PyTorch path", detail.strip()[:200])
+        return None
+    finally:  # the loaded library stays mapped; the file is no longer needed
+        shutil.rmtree(folder, ignore_errors=True)
+    lib.moe_one_token.argtypes = _ARGTYPES
+    lib.moe_one_token.restype = ctypes.c_int
+    return lib
+
+
+def moe_one_token(lib: ctypes.CDLL, x: torch.Tensor, experts: torch.Tensor, weights: torch.Tensor,
+                  tensors: tuple[torch.Tensor, ...], limit: float, alpha: float) -> torch.Tensor:
+    """x [hidden] float32, experts [K] int64, weights [K] float32 -> [hidden].
+    tensors: the layer's gate_up blocks, scales, float32 bias, down blocks, scales, float32 bias,
+    all contiguous on the CPU (the caller keeps them so)."""
+    gu_blocks, gu_scales, gu_bias, dn_blocks, dn_scales, dn_bias = tensors
+    hidden, inter = x.shape[0], dn_blocks.shape[2] * 32
+    assert x.dtype == torch.float32 and x.is_contiguous() and gu_bias.dtype == torch.float32
+    assert experts.dtype == torch.int64 and weights.dtype == torch.float32
+    out = torch.zeros_like(x)
+    status = lib.moe_one_token(
+        x.data_ptr(), hidden, inter, experts.shape[0], experts.data_ptr(), weights.data_ptr(),
+        gu_blocks.data_ptr(), gu_scales.data_ptr(), gu_bias.data_ptr(),
+        dn_blocks.data_ptr(), dn_scales.data_ptr(), dn_bias.data_ptr(), limit, alpha, out.data_ptr())
+    if status != 0:
+        raise MemoryError("CPU kernel: no memory for its scratch buffers")
+    return out
