@@ -11,15 +11,15 @@
  *
  * An E8M0 exponent of 255 (NaN in the OCP format) is read as 2^128 = inf; checkpoints do not use it.
  *
- * Built at run time by llm/cpu_kernel.py (cc -O3 -march=native -fopenmp); AVX-512 when the CPU has
- * it, portable C otherwise.
+ * Built at run time by llm/cpu_kernel.py (cc -O3 -march=native -fopenmp): AVX-512 when the CPU has
+ * it, else AVX2 with FMA, else portable C.
  */
 #include <math.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#ifdef __AVX512F__
+#if defined(__AVX512F__) || defined(__AVX2__)
 #include <immintrin.h>
 #endif
 
@@ -41,27 +41,28 @@ static inline float pow2_e8m0(uint8_t s) {
  * Groups past the last full 128 (gpt-oss: 2880 = 22 * 128 + 64) keep their natural order. */
 #define CHUNK 128
 
-static void permute_activations(const float *x, int n, float *xp) {
-#ifdef __AVX512F__
-    int full = n / CHUNK * CHUNK;
+#if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
+#define VECTOR_CHUNKS 1
 #else
-    int full = 0;  /* the portable loop reads every group in natural order */
+#define VECTOR_CHUNKS 0  /* the portable loop reads every group in natural order */
 #endif
+
+static void permute_activations(const float *x, int n, float *xp) {
+    int full = VECTOR_CHUNKS ? n / CHUNK * CHUNK : 0;
     for (int c = 0; c < full; c += CHUNK)
         for (int k = 0; k < 8; k++)
             for (int l = 0; l < 16; l++) xp[c + 16 * k + l] = x[c + 8 * l + k];
     for (int i = full; i < n; i++) xp[i] = x[i];
 }
 
-/* One row's dot product over `groups` groups, activations permuted as above. */
-static float row_dot(const uint8_t *b, const uint8_t *s, const float *xp, int groups) {
-    int g = 0;
-    float sum = 0.0f;
-#ifdef __AVX512F__
+#if defined(__AVX512F__)
+/* Full 128-value chunks of one row: the sum over groups [0, *g), *g advanced past them. */
+static float row_chunks(const uint8_t *b, const uint8_t *s, const float *xp, int groups, int *g_out) {
     const __m512 table = _mm512_loadu_ps(FP4);
     const __m512i group_shift = _mm512_set_epi32(24, 24, 24, 24, 16, 16, 16, 16, 8, 8, 8, 8, 0, 0, 0, 0);
     const __m512i byte = _mm512_set1_epi32(0xFF), subnormal = _mm512_set1_epi32(1 << 22);
     __m512 acc = _mm512_setzero_ps();
+    int g = 0;
     for (; g + 4 <= groups; g += 4) {
         __m512i raw = _mm512_loadu_si512((const void *)(b + g * 16));
         const float *xc = xp + g * 32;
@@ -80,10 +81,52 @@ static float row_dot(const uint8_t *b, const uint8_t *s, const float *xp, int gr
         __m512i e = _mm512_and_si512(_mm512_srlv_epi32(_mm512_set1_epi32((int)four), group_shift), byte);
         __m512i bits = _mm512_slli_epi32(e, 23);  /* 2^(s - 127) as pow2_e8m0 computes it */
         bits = _mm512_mask_mov_epi32(bits, _mm512_cmpeq_epi32_mask(e, _mm512_setzero_si512()), subnormal);
-        __m512 scale = _mm512_castsi512_ps(bits);
-        acc = _mm512_fmadd_ps(_mm512_add_ps(part0, part1), scale, acc);
+        acc = _mm512_fmadd_ps(_mm512_add_ps(part0, part1), _mm512_castsi512_ps(bits), acc);
     }
-    sum = _mm512_reduce_add_ps(acc);
+    *g_out = g;
+    return _mm512_reduce_add_ps(acc);
+}
+#elif defined(__AVX2__) && defined(__FMA__)
+/* Nibble k of each of 8 dwords -> 8 FP4 values: vpermps looks up the magnitude by the low 3 bits
+ * (8-entry table), the nibble's top bit becomes the float's sign bit. */
+static inline __m256 fp4_lanes(__m256i raw, int k, __m256 magnitudes) {
+    __m256 mag = _mm256_permutevar8x32_ps(magnitudes, _mm256_srli_epi32(raw, 4 * k));
+    __m256i sign = _mm256_and_si256(_mm256_slli_epi32(raw, 28 - 4 * k), _mm256_set1_epi32((int)0x80000000u));
+    return _mm256_xor_ps(mag, _mm256_castsi256_ps(sign));
+}
+
+static float row_chunks(const uint8_t *b, const uint8_t *s, const float *xp, int groups, int *g_out) {
+    const __m256 magnitudes = _mm256_loadu_ps(FP4);
+    __m256 acc = _mm256_setzero_ps();
+    int g = 0;
+    for (; g + 4 <= groups; g += 4) {
+        for (int half = 0; half < 2; half++) {  /* dwords 0-7 (groups g, g+1), 8-15 (g+2, g+3) */
+            __m256i raw = _mm256_loadu_si256((const __m256i *)(b + g * 16 + 32 * half));
+            const float *xc = xp + g * 32 + 8 * half;
+            __m256 part0 = _mm256_mul_ps(fp4_lanes(raw, 0, magnitudes), _mm256_loadu_ps(xc));
+            __m256 part1 = _mm256_mul_ps(fp4_lanes(raw, 1, magnitudes), _mm256_loadu_ps(xc + 16));
+            for (int k = 2; k < 8; k += 2) {
+                part0 = _mm256_fmadd_ps(fp4_lanes(raw, k, magnitudes), _mm256_loadu_ps(xc + 16 * k), part0);
+                part1 = _mm256_fmadd_ps(fp4_lanes(raw, k + 1, magnitudes), _mm256_loadu_ps(xc + 16 * k + 16), part1);
+            }
+            float lo = pow2_e8m0(s[g + 2 * half]), hi = pow2_e8m0(s[g + 2 * half + 1]);
+            __m256 scale = _mm256_set_ps(hi, hi, hi, hi, lo, lo, lo, lo);
+            acc = _mm256_fmadd_ps(_mm256_add_ps(part0, part1), scale, acc);
+        }
+    }
+    *g_out = g;
+    __m128 four = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
+    four = _mm_add_ps(four, _mm_movehl_ps(four, four));
+    return _mm_cvtss_f32(_mm_add_ss(four, _mm_shuffle_ps(four, four, 1)));
+}
+#endif
+
+/* One row's dot product over `groups` groups, activations permuted as above. */
+static float row_dot(const uint8_t *b, const uint8_t *s, const float *xp, int groups) {
+    int g = 0;
+    float sum = 0.0f;
+#if VECTOR_CHUNKS
+    sum = row_chunks(b, s, xp, groups, &g);
 #endif
     for (; g < groups; g++) {  /* natural order: byte j holds values 2j (low) and 2j + 1 (high) */
         float part = 0.0f;

@@ -50,7 +50,7 @@ def _pytorch_path(layer: ExpertWeights, x: torch.Tensor, chosen: list[int], weig
 
 # 64: the portable loop only; 160 and 2880 (gpt-oss): 128-value AVX-512 chunks plus a tail
 @pytest.mark.parametrize(("hidden", "inter"), [(64, 96), (160, 160), (2880, 64)])
-@pytest.mark.parametrize("march", ["native", "x86-64-v2"])
+@pytest.mark.parametrize("march", ["native", "x86-64-v3", "x86-64-v2"])  # AVX-512 here, AVX2, portable
 def test_kernel_matches_the_pytorch_path(hidden: int, inter: int, march: str) -> None:
     lib = cpu_kernel.build(march)
     assert lib is not None
