@@ -58,3 +58,24 @@ def test_two_ingests_at_once_both_complete(tmp_path: Path, cli_env: dict[str, st
     assert sorted((d.collection, d.status) for d in store.documents()) == \
         [("left", "ready")] * 8 + [("right", "ready")] * 8
     assert store.check().ok
+
+
+def test_processes_opening_a_new_database_at_once_migrate_it_once(settings: Settings) -> None:
+    """App and ingest containers (or two ingests) starting together on a new database: every one
+    opens it, and each migration step is applied exactly once."""
+    database_url = settings.sql_url
+    settings.home.mkdir(parents=True, exist_ok=True)
+    code = "import sys; from rag.db import open_database; open_database(sys.argv[1])"
+    procs = [subprocess.Popen([sys.executable, "-c", code, database_url], stderr=subprocess.PIPE, text=True)
+             for _ in range(6)]
+    errors = [p.communicate(timeout=300)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0] * 6, errors
+    from sqlalchemy import select
+
+    from rag.db import make_engine
+    from rag.migrations import LATEST
+    from rag.schema import schema_version
+
+    with make_engine(database_url).connect() as conn:
+        versions = conn.execute(select(schema_version.c.version)).scalars().all()
+    assert sorted(versions) == list(range(1, LATEST + 1))

@@ -28,10 +28,14 @@ def current_version(conn: Connection) -> int:
 
 
 def _serialise_migrators(conn: Connection) -> None:
-    """Two processes starting at once (app and ingest containers) must not both run a step.
-    SQLite serialises writers itself; PostgreSQL needs a lock held until the step commits."""
+    """Two processes starting at once (app and ingest containers, two ingests) must not both run
+    a step: each takes a lock held until its step commits, *before* reading the version. On
+    SQLite that is BEGIN IMMEDIATE (a plain transaction would only lock at its first write, after
+    both had read version 0); on PostgreSQL an advisory transaction lock."""
     if conn.dialect.name == "postgresql":
         conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7270001)")
+    elif conn.dialect.name == "sqlite":
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def migrate(engine: Engine) -> list[int]:
