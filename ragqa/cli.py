@@ -382,6 +382,8 @@ def eval_qa(
     folder: Annotated[Path, typer.Argument(help="question_answer_pairs.txt (CMU format) or qa.jsonl, and documents.")],
     work_dir: Annotated[Path | None, typer.Option(help="Keep the evaluation store here (re-runs reuse it).")] = None,
     limit: Annotated[int | None, typer.Option(min=1, help="Only the first N questions.")] = None,
+    holdout_every: Annotated[int, typer.Option(min=0, help="Leave every Nth document out of the store: "
+                                               "its questions test that no answer is admitted.")] = 0,
     as_json: JsonOpt = False,
 ) -> None:
     """How often the gold answer is in the top 5 passages and in the extractive answer."""
@@ -392,7 +394,8 @@ def eval_qa(
     wiring.offline()
     progress = terminal_progress(not as_json)
     with progress or contextlib.nullcontext():
-        result = run(folder, settings(), work_dir=work_dir, limit=limit, progress=progress)
+        result = run(folder, settings(), work_dir=work_dir, limit=limit, progress=progress,
+                     holdout_every=holdout_every)
     if as_json:
         _print_json(result)
         return
@@ -402,6 +405,9 @@ def eval_qa(
         typer.echo(f"  {name:<8} right document in top passages {result[f'{name}_document_in_top']:.3f}  "
                    f"gold answer in passages {result[f'{name}_in_passages']:.3f}  "
                    f"in extractive answer {result[f'{name}_in_answer']:.3f}  answered {result[f'{name}_answered']:.3f}")
+    if "unanswerable_questions" in result:
+        typer.echo(f"  {result['unanswerable_questions']} questions about {result['held_out_documents']} documents "
+                   f"left out: answer admitted missing {result['unanswerable_abstained']:.3f}")
 
 
 @bench_app.command("ingest")

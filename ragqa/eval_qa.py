@@ -10,6 +10,10 @@ Formats read:
 
 Answers are compared as SQuAD does (lower case, no punctuation, no articles), as whole words.
 Yes/no answers are reported apart: "yes" appearing in a passage says nothing.
+
+With `holdout_every=N`, every N-th document (in name order) is left out of the store: its
+questions have no answer in the library, and the report says how often the extractive answer
+admits it (`unanswerable_abstained`) next to how often answerable questions get an answer.
 """
 
 from __future__ import annotations
@@ -101,7 +105,7 @@ def _read_jsonl(folder: Path, corpus: Path) -> list[QaItem]:
 
 
 def eval_qa(folder: Path, settings: Settings, work_dir: Path | None = None, limit: int | None = None,
-            progress: Any = None) -> dict[str, Any]:
+            progress: Any = None, holdout_every: int = 0) -> dict[str, Any]:
     from ingest.pipeline import ingest
     from llm.extractive import ExtractiveGenerator
     from rag.answer import Answerer
@@ -111,6 +115,7 @@ def eval_qa(folder: Path, settings: Settings, work_dir: Path | None = None, limi
         home = work_dir or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="ragqa-evalqa-")))
         cfg = settings.model_copy(update={"home": home, "database_url": ""})  # never the user's store
         items = read_qa(folder, home / "corpus")[:limit]
+        held_out = hold_out(home / "corpus", home / "held-out", holdout_every)
         store = wiring.open_store(cfg)
         stack.callback(store.close)
         ingest([home / "corpus"], store, cfg, wiring.embedding_ref(cfg), collection="qa", prune=True,
@@ -118,8 +123,29 @@ def eval_qa(folder: Path, settings: Settings, work_dir: Path | None = None, limi
         retriever = wiring.retriever(cfg, store)
         answerer = Answerer(retriever, ExtractiveGenerator(lambda t: retriever.embedder().encode(t)),
                             passages=PASSAGES)
-        rows = [_judge(answerer, item) for item in items]
-    return _summary(rows, len(items))
+        answerable = [item for item in items if item.document not in held_out]
+        rows = [_judge(answerer, item) for item in answerable]
+        summary = _summary(rows, len(answerable))
+        if held_out:
+            unanswerable = [answerer.ask(item.question) for item in items if item.document in held_out]
+            summary["held_out_documents"] = len(held_out)
+            summary["unanswerable_questions"] = len(unanswerable)
+            summary["unanswerable_abstained"] = round(
+                sum(not a.answered for a in unanswerable) / max(len(unanswerable), 1), 4)
+    return summary
+
+
+def hold_out(corpus: Path, aside: Path, every: int) -> set[str]:
+    """Move every `every`-th document of `corpus` (name order) to `aside`; their names. Idempotent
+    for a kept work directory: documents already aside stay there."""
+    aside.mkdir(parents=True, exist_ok=True)
+    names = sorted(p.name for p in (*corpus.iterdir(), *aside.iterdir()) if p.is_file())
+    chosen = set(names[every - 1::every]) if every > 0 else set()
+    for name in names:
+        src, dst = (corpus / name, aside / name) if name in chosen else (aside / name, corpus / name)
+        if src.exists():
+            src.replace(dst)
+    return chosen
 
 
 def _judge(answerer: Any, item: QaItem) -> dict[str, bool]:

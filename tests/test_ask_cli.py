@@ -94,6 +94,28 @@ def test_eval_qa_on_a_cmu_format_folder(tmp_path: Path, cli_env: dict[str, str])
     assert result["questions"] == 3 and result["factual_questions"] == 2
     assert result["factual_in_passages"] == 1.0 and result["factual_in_answer"] == 1.0
     assert result["all_document_in_top"] == 1.0
+    assert "unanswerable_questions" not in result
+    # The sonar article left out of the store: its two questions must be admitted unanswerable.
+    out = ragqa(cli_env, "eval", "qa", str(folder), "--holdout-every", "2", "--json")
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert result["questions"] == 1 and result["held_out_documents"] == 1
+    assert result["unanswerable_questions"] == 2 and result["unanswerable_abstained"] == 1.0
+    assert result["all_answered"] == 1.0 and result["all_in_answer"] == 1.0
+
+
+def test_hold_out_moves_every_nth_document_and_is_idempotent(tmp_path: Path) -> None:
+    from ragqa.eval_qa import hold_out
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for name in "abcde":
+        (corpus / f"{name}.txt").write_text(name)
+    assert hold_out(corpus, tmp_path / "aside", 2) == {"b.txt", "d.txt"}
+    assert hold_out(corpus, tmp_path / "aside", 2) == {"b.txt", "d.txt"}  # a kept work dir, again
+    assert sorted(p.name for p in corpus.iterdir()) == ["a.txt", "c.txt", "e.txt"]
+    assert hold_out(corpus, tmp_path / "aside", 0) == set()  # and back
+    assert len(list(corpus.iterdir())) == 5
 
 
 def test_answer_matching_is_squad_style() -> None:
