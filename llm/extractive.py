@@ -120,6 +120,15 @@ def score_sentences(question: str, sentences: Sequence[Sentence],
     return scores + bonus
 
 
+#: Below this best-sentence score the sources are taken not to answer the question. Calibrated with
+#: `ragqa eval qa ../shared/data/cmu-qa/S08 --holdout-every 3` (questions about 11 articles left
+#: out of the store): at 0.50, 77.6% of those get "no answer" (4.1% at the old 0.25) while 95.8% of
+#: answerable questions are answered and the gold answer is in 56.2% of factual answers (56.5%).
+MIN_SCORE = 0.5
+#: Sentences after the best one must score at least this (and 0.6 of the best) to join the answer.
+SENTENCE_FLOOR = 0.25
+
+
 class ExtractiveGenerator:
     """Answers with up to `max_sentences` of the sources' best sentences, each cited."""
 
@@ -127,7 +136,7 @@ class ExtractiveGenerator:
     extractive = True
 
     def __init__(self, embed: Callable[[list[str]], np.ndarray] | None = None, *, max_sentences: int = 3,
-                 max_words: int = 120, min_score: float = 0.25, context: int = 32768) -> None:
+                 max_words: int = 120, min_score: float = MIN_SCORE, context: int = 32768) -> None:
         self._embed = embed
         self.max_sentences = max_sentences
         self.max_words = max_words
@@ -149,7 +158,7 @@ class ExtractiveGenerator:
         for i in np.argsort(-scores, kind="stable"):
             s = sentences[int(i)]
             # Keep to sentences nearly as good as the best: a weak sentence dilutes the answer.
-            if scores[i] < max(self.min_score, 0.6 * best) or len(chosen) == self.max_sentences:
+            if scores[i] < max(SENTENCE_FLOOR, 0.6 * best) or len(chosen) == self.max_sentences:
                 break
             n_words = len(s.text.split())
             if chosen and words + n_words > self.max_words:

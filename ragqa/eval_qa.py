@@ -137,9 +137,10 @@ def eval_qa(folder: Path, settings: Settings, work_dir: Path | None = None, limi
 
 def hold_out(corpus: Path, aside: Path, every: int) -> set[str]:
     """Move every `every`-th document of `corpus` (name order) to `aside`; their names. Idempotent
-    for a kept work directory: documents already aside stay there."""
+    for a kept work directory, where documents already aside may also have been copied into
+    `corpus` again (the copy replaces the one aside)."""
     aside.mkdir(parents=True, exist_ok=True)
-    names = sorted(p.name for p in (*corpus.iterdir(), *aside.iterdir()) if p.is_file())
+    names = sorted({p.name for p in (*corpus.iterdir(), *aside.iterdir()) if p.is_file()})
     chosen = set(names[every - 1::every]) if every > 0 else set()
     for name in names:
         src, dst = (corpus / name, aside / name) if name in chosen else (aside / name, corpus / name)

@@ -112,6 +112,7 @@ def test_hold_out_moves_every_nth_document_and_is_idempotent(tmp_path: Path) -> 
     for name in "abcde":
         (corpus / f"{name}.txt").write_text(name)
     assert hold_out(corpus, tmp_path / "aside", 2) == {"b.txt", "d.txt"}
+    (corpus / "b.txt").write_text("b")  # a re-run copies every document into the corpus again
     assert hold_out(corpus, tmp_path / "aside", 2) == {"b.txt", "d.txt"}  # a kept work dir, again
     assert sorted(p.name for p in corpus.iterdir()) == ["a.txt", "c.txt", "e.txt"]
     assert hold_out(corpus, tmp_path / "aside", 0) == set()  # and back
