@@ -61,11 +61,30 @@ def build(march: str) -> ctypes.CDLL | None:
     return lib
 
 
+def kernel_tensors(gu_blocks: torch.Tensor, gu_scales: torch.Tensor, gu_bias: torch.Tensor, dn_blocks: torch.Tensor,
+                   dn_scales: torch.Tensor, dn_bias: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """A layer's expert tensors as the kernel reads them: contiguous, biases in float32, and shapes
+    checked against each other here, because C reads past a wrong shape instead of failing."""
+    experts, rows, groups, width = gu_blocks.shape  # [E, 2I, hidden/32, 16]
+    inter, hidden = rows // 2, groups * 32
+    expected = {"gate_up_scales": (gu_scales.shape, (experts, rows, groups)),
+                "gate_up_bias": (gu_bias.shape, (experts, rows)),
+                "down_blocks": (dn_blocks.shape, (experts, hidden, inter // 32, 16)),
+                "down_scales": (dn_scales.shape, (experts, hidden, inter // 32)),
+                "down_bias": (dn_bias.shape, (experts, hidden))}
+    if width != 16 or rows % 64:
+        raise ValueError(f"gate_up blocks of shape {tuple(gu_blocks.shape)} are not MXFP4 [E, 2I, in/32, 16]")
+    for name, (got, want) in expected.items():
+        if tuple(got) != want:
+            raise ValueError(f"{name} has shape {tuple(got)}, {want} expected")
+    return (gu_blocks.contiguous(), gu_scales.contiguous(), gu_bias.float().contiguous(),
+            dn_blocks.contiguous(), dn_scales.contiguous(), dn_bias.float().contiguous())
+
+
 def moe_one_token(lib: ctypes.CDLL, x: torch.Tensor, experts: torch.Tensor, weights: torch.Tensor,
                   tensors: tuple[torch.Tensor, ...], limit: float, alpha: float) -> torch.Tensor:
     """x [hidden] float32, experts [K] int64, weights [K] float32 -> [hidden].
-    tensors: the layer's gate_up blocks, scales, float32 bias, down blocks, scales, float32 bias,
-    all contiguous on the CPU (the caller keeps them so)."""
+    tensors: the layer's expert tensors as `kernel_tensors` returns them."""
     gu_blocks, gu_scales, gu_bias, dn_blocks, dn_scales, dn_bias = tensors
     hidden, inter = x.shape[0], dn_blocks.shape[2] * 32
     assert x.dtype == torch.float32 and x.is_contiguous() and gu_bias.dtype == torch.float32

@@ -57,8 +57,8 @@ def test_kernel_matches_the_pytorch_path(hidden: int, inter: int, march: str) ->
     layer = _random_layer(hidden, inter, experts=6, seed=hidden + inter)
     x = torch.randn(hidden, generator=torch.Generator().manual_seed(1))
     chosen, weights = [1, 2, 5], torch.tensor([0.5, 0.3, 0.2])
-    tensors = (layer.gate_up_blocks, layer.gate_up_scales, layer.gate_up_bias.float(),
-               layer.down_blocks, layer.down_scales, layer.down_bias.float())
+    tensors = cpu_kernel.kernel_tensors(layer.gate_up_blocks, layer.gate_up_scales, layer.gate_up_bias,
+                                        layer.down_blocks, layer.down_scales, layer.down_bias)
     got = cpu_kernel.moe_one_token(lib, x, torch.tensor(chosen), weights, tensors, LIMIT, ALPHA)
     want = _pytorch_path(layer, x, chosen, weights)
     assert got.shape == want.shape and torch.isfinite(got).all()
@@ -88,3 +88,13 @@ def test_without_a_compiler_the_engine_falls_back(monkeypatch: pytest.MonkeyPatc
         assert layer.one_token(torch.randn(64), torch.tensor([1]), torch.tensor([1.0]), LIMIT, ALPHA) is None
     finally:
         cpu_kernel.load.cache_clear()
+
+
+def test_mismatched_expert_shapes_are_refused_before_c_reads_them() -> None:
+    layer = _random_layer(64, 64, experts=2, seed=5)
+    good = (layer.gate_up_blocks, layer.gate_up_scales, layer.gate_up_bias, layer.down_blocks,
+            layer.down_scales, layer.down_bias)
+    with pytest.raises(ValueError, match="down_blocks"):
+        cpu_kernel.kernel_tensors(*good[:3], layer.down_blocks[:, :32], *good[4:])
+    with pytest.raises(ValueError, match="hidden size"):
+        layer.one_token(torch.randn(96), torch.tensor([0]), torch.tensor([1.0]), LIMIT, ALPHA)
