@@ -1,6 +1,8 @@
 """`ragqa bench generate`: our engine against transformers on the same checkpoint.
 
-Each configuration runs in a fresh process, so its peak memory (the resident-set high-water mark
+Times are taken as tokens arrive (our stream; a streamer on transformers' `generate`): the first
+token's time is the prefill, decode speed is the tokens after it over the time they took; each is
+the median of ROUNDS runs. Each configuration runs in a fresh process, so its peak memory (the resident-set high-water mark
 minus what the process held before loading the model) is its own. Configurations: our engine with
 the configured expert cache, with the cache off (experts decoded at every step), with every expert
 decoded up front (the fully decoded copy), without the C decode kernel (every step through decoded
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import json
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -18,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 ALL_DECODED_MB = 1 << 30  # a budget no checkpoint reaches: every expert stays decoded
+ROUNDS = 3  # each configuration's prefill and decode times are medians over this many runs
 
 
 def bench_all(model: Path, prompt_tokens: int, new_tokens: int, cache_mb: float, reference: bool) -> dict[str, Any]:
@@ -48,6 +52,19 @@ def _run(model: Path, kind: str, cache_mb: float, prompt_tokens: int, new_tokens
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+class _Clock:
+    """A `generate()` streamer that only notes when each report arrives."""
+
+    def __init__(self) -> None:
+        self.times: list[float] = []
+
+    def put(self, value: Any) -> None:
+        self.times.append(time.perf_counter())
+
+    def end(self) -> None:
+        pass
+
+
 def _rss_mib() -> float:
     with open("/proc/self/status") as fh:
         for line in fh:
@@ -72,9 +89,12 @@ def _worker(model: Path, kind: str, cache_mb: float, prompt_tokens: int, new_tok
                                                 quantization_config=Mxfp4Config(dequantize=True)).eval()
         mask = torch.ones_like(prompt)
 
-        def run(n: int) -> None:
+        def run(n: int) -> list[float]:
+            clock = _Clock()  # generate() reports the prompt, then each new token, to its streamer
+            clock.times.append(time.perf_counter())
             net.generate(prompt, attention_mask=mask, max_new_tokens=n, min_new_tokens=n, do_sample=False,
-                         pad_token_id=0)
+                         pad_token_id=0, streamer=clock)
+            return clock.times[:1] + clock.times[2:]
     else:
         from llm import cpu_kernel
         from llm.engine import Engine, Sampling
@@ -90,17 +110,20 @@ def _worker(model: Path, kind: str, cache_mb: float, prompt_tokens: int, new_tok
                 for e in range(layer.mlp.experts.num_experts):
                     layer.mlp.experts.get(e, torch.float32)
 
-        def run(n: int) -> None:
-            engine.generate([prompt[0].tolist()], Sampling(max_new_tokens=n, greedy=True))
+        def run(n: int) -> list[float]:
+            times = [time.perf_counter()]
+            for _ in engine.stream([prompt[0].tolist()], Sampling(max_new_tokens=n, greedy=True)):
+                times.append(time.perf_counter())
+            return times
 
     run(2)  # warm up
-    t0 = time.perf_counter()
-    run(1)
-    first = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    run(new_tokens + 1)
-    total = time.perf_counter() - t0
-    decode_s = max(total - first, 1e-9)
+    firsts, decodes = [], []
+    for _ in range(ROUNDS):  # medians: one short run on a shared machine is noisy
+        times = run(new_tokens + 1)  # start, then the moment each token arrived
+        assert len(times) == new_tokens + 2, len(times)
+        firsts.append(times[1] - times[0])  # prefill and the first token
+        decodes.append(max(times[-1] - times[1], 1e-9))  # the next new_tokens tokens, one by one
+    first, decode_s = statistics.median(firsts), statistics.median(decodes)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {"prefill_tok_s": round(prompt_tokens / first, 1), "decode_tok_s": round(new_tokens / decode_s, 1),
             "first_token_ms": round(first * 1000, 1), "peak_mib": round(peak - before, 1), "cpu_kernel": kernel}
