@@ -87,6 +87,8 @@ def moe_one_token(lib: ctypes.CDLL, x: torch.Tensor, experts: torch.Tensor, weig
     tensors: the layer's expert tensors as `kernel_tensors` returns them."""
     gu_blocks, gu_scales, gu_bias, dn_blocks, dn_scales, dn_bias = tensors
     hidden, inter = x.shape[0], dn_blocks.shape[2] * 32
+    if hidden != gu_blocks.shape[2] * 32:  # C would read past the activations
+        raise ValueError(f"hidden size {hidden} does not match the experts' {gu_blocks.shape[2] * 32}")
     assert x.dtype == torch.float32 and x.is_contiguous() and gu_bias.dtype == torch.float32
     assert experts.dtype == torch.int64 and weights.dtype == torch.float32
     out = torch.zeros_like(x)

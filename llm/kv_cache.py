@@ -35,21 +35,15 @@ class _LayerBuffer:
         if self.end + new <= self.capacity:
             return
         live = self.end - self.start
-        needed = live + new
-        if needed > self.capacity:  # grow (doubling keeps appends amortised O(1))
-            size = max(needed, 2 * self.capacity)
-            for name in ("keys", "values"):
-                old = getattr(self, name)
-                grown = old.new_empty(old.shape[0], old.shape[1], size, old.shape[3])
-                grown[:, :, :live] = old[:, :, self.start:self.end]
-                setattr(self, name, grown)
-            slots = self.slots.new_empty(size)
-            slots[:live] = self.slots[self.start:self.end]
-            self.slots = slots
-        else:  # compact: the live part moves to the front (clone: source and target may overlap)
-            self.keys[:, :, :live] = self.keys[:, :, self.start:self.end].clone()
-            self.values[:, :, :live] = self.values[:, :, self.start:self.end].clone()
-            self.slots[:live] = self.slots[self.start:self.end].clone()
+        # Grow only when compacting is not enough (doubling keeps appends amortised O(1)).
+        grow = live + new > self.capacity
+        size = max(live + new, 2 * self.capacity)
+        for name, dim in (("keys", 2), ("values", 2), ("slots", 0)):
+            old = getattr(self, name)
+            part = old.narrow(dim, self.start, live).clone()  # clone: source and target may overlap
+            target = old.new_empty(*old.shape[:dim], size, *old.shape[dim + 1:]) if grow else old
+            target.narrow(dim, 0, live).copy_(part)
+            setattr(self, name, target)
         self.start, self.end = 0, live
 
     def nbytes(self) -> int:

@@ -190,14 +190,15 @@ class MoE(nn.Module):
         """Decoding one sequence: x [1, hidden], its K experts and weights [K] -> [1, hidden].
         The same sum as above, in a few large operations instead of one small one per expert."""
         order = torch.argsort(experts)  # ascending, as the reference sums
-        direct = self.experts.one_token(x[0], experts[order], weights[order], self.limit, self.alpha)
+        experts, weights = experts[order], weights[order]
+        direct = self.experts.one_token(x[0], experts, weights, self.limit, self.alpha)
         if direct is not None:  # float32 on the CPU: straight from MXFP4 (llm/cpu_kernel.c)
             return direct[None]
-        chosen = [self.experts.get(e, x.dtype) for e in experts[order].tolist()]
+        chosen = [self.experts.get(e, x.dtype) for e in experts.tolist()]
         gate_up = torch.cat([F.linear(x, w.gate_up, w.gate_up_bias) for w in chosen])  # [K, 2I]
         h = clamped_swiglu(gate_up, self.limit, self.alpha)  # [K, I]
         down = torch.cat([F.linear(h[j:j + 1], w.down, w.down_bias) for j, w in enumerate(chosen)])  # [K, hidden]
-        return weights[order][None] @ down  # [1, hidden]
+        return weights[None] @ down  # [1, hidden]
 
 
 # ---- block ----------------------------------------------------------------------------------
