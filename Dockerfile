@@ -3,7 +3,7 @@
 # compiling; the final stage runs as a non-root user and never reaches a model hub
 # (HF_HUB_OFFLINE): the embedding model is inside a wheel, gpt-oss is mounted. Its one build tool
 # is the C compiler for the engine's CPU decode kernel (llm/cpu_kernel.c), which is compiled for
-# the CPU it runs on when the model loads (without it, CPU decoding is about half as fast).
+# the CPU it runs on at the first decoded token (without it, CPU decoding is about half as fast).
 
 ARG PYTHON=3.11
 FROM python:${PYTHON}-slim-bookworm AS build
