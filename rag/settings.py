@@ -44,6 +44,8 @@ class Settings(BaseSettings):
     generator_device: str = Field("auto", description="Device for the native generator: auto, cpu or cuda.")
     generator_dtype: str = Field("auto", description="auto (bfloat16 on GPU, float32 on CPU), float32 or bfloat16.")
     expert_cache_mb: float = Field(1024.0, ge=0, description="Decoded MXFP4 experts kept in memory; 0 decodes each step.")
+    generator_seed: int | None = Field(None, description="Seed for the native generator's sampling (unset: a new "
+                                       "seed per process); set it for reproducible answers.")
     cpu_kernel: bool = Field(True, description="On the CPU, decode one token straight from MXFP4 with our C kernel "
                              "(built on first use by the system C compiler; without one, the PyTorch path).")
     context_tokens: int = Field(8192, ge=256, description="Longest prompt plus answer the generator plans memory for.")

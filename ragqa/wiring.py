@@ -56,7 +56,7 @@ def generator(settings: Settings, retriever: Retriever | None = None) -> Generat
             raise ConfigError("RAGQA_GENERATOR=native needs RAGQA_MODEL_PATH (a local gpt-oss checkpoint folder)")
         return NativeGenerator(settings.model_path, device=settings.generator_device, dtype=settings.generator_dtype,
                                expert_cache_mb=settings.expert_cache_mb, context=settings.context_tokens,
-                               cpu_kernel=settings.cpu_kernel)
+                               cpu_kernel=settings.cpu_kernel, seed=settings.generator_seed)
     if kind == "openai":
         from llm.openai_server import OpenAIGenerator
 
