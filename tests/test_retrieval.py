@@ -12,6 +12,7 @@ from rag import schema as s
 from rag.errors import NotFoundError
 from rag.records import PAGE_SEPARATOR
 from rag.retrieval import Retriever, Scope
+from tests.fixtures import paragraph
 from tests.helpers import run_ingest
 
 DOCS = {
@@ -118,3 +119,35 @@ def test_passages_are_exact_slices_and_never_overlap(tmp_path: Path, store, sett
     # Scores come best first.
     scores = [p.score for p in r.search("rivers deposit silt", 8, "hybrid")]
     assert scores == sorted(scores, reverse=True)
+
+
+def test_hybrid_scales_each_signal_by_its_deep_pool_not_by_the_candidates(tmp_path: Path, store, settings,
+                                                                          embedder) -> None:  # type: ignore[no-untyped-def]
+    """The z-scores come from each signal's top STANDARDISE_DEPTH scores (here: every chunk), even
+    when only the top `depth` of each list are candidates for fusion."""
+    from rag.fusion import Standardiser
+    from rag.retrieval import STANDARDISE_DEPTH
+
+    folder = tmp_path / "many"
+    folder.mkdir()
+    topics = ["tidal energy", "glacier retreat", "bee colonies", "river deltas", "desert dunes", "coral reefs"]
+    for i in range(24):
+        (folder / f"n{i}.txt").write_text(f"Note {i}\n\n{topics[i % 6]} survey {i}: " + paragraph(topics[i % 6], 2))
+    run_ingest([folder], store, settings, embedder, collection="notes")
+    r = Retriever(store, lambda: embedder, depth=3)
+    query = "how fast are glaciers retreating"
+    everything = len(r.snapshot().table.ids)
+    assert 3 < everything < STANDARDISE_DEPTH
+    dense = r.rank(query, "dense", limit=everything)
+    lexical = r.rank(query, "lexical", limit=everything)
+    hybrid = r.rank(query, "hybrid", limit=5)
+    d_std, l_std = Standardiser.of(dense.scores), Standardiser.of(lexical.scores)
+    d_of = dict(zip(dense.ids.tolist(), dense.scores))
+    l_of = dict(zip(lexical.ids.tolist(), lexical.scores))
+    for cid, score in zip(hybrid.ids.tolist(), hybrid.scores):
+        expected = 0.5 * d_std(np.array([d_of[cid]]))[0] + 0.5 * l_std(np.array([l_of.get(cid, 0.0)]))[0]
+        assert score == pytest.approx(expected, rel=1e-6)
+    # Scaled by the top 3 alone, the scores would differ: the test can tell the two apart.
+    top3 = 0.5 * Standardiser.of(dense.scores[:3])(np.array([d_of[hybrid.ids[0]]]))[0]
+    assert abs(top3 + 0.5 * Standardiser.of(lexical.scores[:3])(np.array([l_of.get(int(hybrid.ids[0]), 0.0)]))[0]
+               - hybrid.scores[0]) > 1e-3
