@@ -7,6 +7,8 @@ a file counts as done only once its rows are committed (content hashes decide th
 
 from __future__ import annotations
 
+import functools
+
 import time
 from collections import deque
 from collections.abc import Callable
@@ -143,12 +145,22 @@ class _Job:
             self._embedder = self._load_embedder()
         return self._embedder
 
+    def chunk_sizes(self) -> tuple[int, int]:
+        """(largest chunk, overlap) in the embedding model's tokens, as the settings allow."""
+        max_tokens = min(self.settings.chunk_tokens, self.ref.max_tokens())
+        return max_tokens, min(self.settings.chunk_overlap, max_tokens // 2)
+
+    @functools.cached_property
+    def chunking(self) -> str:
+        """What the store records per document; a document chunked otherwise is read again."""
+        max_tokens, overlap = self.chunk_sizes()
+        return f"{max_tokens} tokens, {overlap} overlap"
+
     def reader(self) -> FileReader:
         if self._reader is None:
-            max_tokens = min(self.settings.chunk_tokens, self.ref.max_tokens())
+            max_tokens, overlap = self.chunk_sizes()
             self._reader = FileReader(ReaderConfig(
-                tokenizer_json=self.ref.tokenizer_json(), max_tokens=max_tokens,
-                overlap=min(self.settings.chunk_overlap, max_tokens // 2),
+                tokenizer_json=self.ref.tokenizer_json(), max_tokens=max_tokens, overlap=overlap,
                 timeout_s=self.settings.file_timeout_s, memory_mb=self.settings.loader_memory_mb))
         return self._reader
 
@@ -198,7 +210,10 @@ class _Job:
             return self._fail_unhashed(path, f"cannot read file: {exc.strerror or exc}")
         facts = FileFacts(self.collection_id, path, digest, size, cand.doc_type)
         existing = self.writer.existing(self.collection_id, path)
-        if existing is not None and existing.content_hash == digest and existing.status in ("ready", "duplicate"):
+        # Documents from before chunking was recorded (None) are left as they are.
+        same_chunks = existing is not None and existing.chunking in (None, self.chunking)
+        if (existing is not None and existing.content_hash == digest
+                and (existing.status == "duplicate" or (existing.status == "ready" and same_chunks))):
             self.summary.unchanged += 1
             return self._done(path, "unchanged")
         if digest in self._in_flight:
@@ -247,7 +262,8 @@ class _Job:
                 content = p.content
                 assert content is not None
                 n = len(content.chunks)
-                self.writer.put_document(p.facts, content, vectors[at:at + n], self.embedder.name)
+                self.writer.put_document(p.facts, content, vectors[at:at + n], self.embedder.name,
+                                         self.chunking)
                 at += n
                 setattr(self.summary, p.outcome, getattr(self.summary, p.outcome) + 1)
                 self.summary.changes.append({"path": p.facts.path, "change": p.outcome})

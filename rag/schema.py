@@ -190,3 +190,15 @@ audit_log = Table(
 )
 
 VERSION_3_TABLES = (users, collection_readers, audit_log)
+
+# ---- version 4: how each document was chunked ------------------------------------------------
+# A table of its own rather than a column on `documents`, so version 1's tables stay as built.
+document_chunking = Table(
+    "document_chunking",
+    metadata,
+    Column("document_id", ForeignKey("documents.id", ondelete="CASCADE"), primary_key=True),
+    # e.g. "256 tokens, 32 overlap": an ingest with other chunk settings re-chunks the document.
+    Column("recipe", String(200), nullable=False),
+)
+
+VERSION_4_TABLES = (document_chunking,)

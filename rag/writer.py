@@ -29,6 +29,7 @@ class ExistingDocument:
     content_hash: str
     status: str
     path: str
+    chunking: str | None = None  # its chunking recipe; None for documents from before version 4
 
 
 @dataclass
@@ -37,6 +38,7 @@ class _Put:
     content: DocumentContent
     vectors: np.ndarray  # [n_chunks, dim]
     model: str
+    chunking: str
 
 
 @dataclass
@@ -76,9 +78,10 @@ class StoreWriter:
         return int(cid)
 
     def existing(self, collection_id: int, path: str) -> ExistingDocument | None:
-        d = s.documents.c
+        d, k = s.documents.c, s.document_chunking.c
         with self.store.engine.connect() as c:
-            row = c.execute(select(d.id, d.content_hash, d.status, d.path)
+            row = c.execute(select(d.id, d.content_hash, d.status, d.path, k.recipe)
+                            .outerjoin(s.document_chunking, k.document_id == d.id)
                             .where(d.collection_id == collection_id, d.path == path)).first()
         return ExistingDocument(*row) if row else None
 
@@ -101,9 +104,10 @@ class StoreWriter:
             return [tuple(r) for r in c.execute(select(d.id, d.path).where(d.collection_id == collection_id))]
 
     # ---- staging ---------------------------------------------------------------------------
-    def put_document(self, facts: FileFacts, content: DocumentContent, vectors: np.ndarray, model: str) -> None:
+    def put_document(self, facts: FileFacts, content: DocumentContent, vectors: np.ndarray, model: str,
+                     chunking: str) -> None:
         assert len(content.chunks) == len(vectors), "one vector per chunk"
-        self._stage(facts, _Put(facts, content, vectors, model))
+        self._stage(facts, _Put(facts, content, vectors, model, chunking))
         self._pending_hash[(facts.collection_id, facts.content_hash)] = facts.path
         self.staged_chunks += len(content.chunks)
 
@@ -221,6 +225,7 @@ def _drop_content(conn: Connection, document_id: int, removed: list[int]) -> Non
     removed.extend(ids)
     conn.execute(delete(s.chunks).where(s.chunks.c.document_id == document_id))
     conn.execute(delete(s.pages).where(s.pages.c.document_id == document_id))
+    conn.execute(delete(s.document_chunking).where(s.document_chunking.c.document_id == document_id))
 
 
 def _upsert(conn: Connection, row: Any, values: dict[str, Any]) -> int:
@@ -241,6 +246,7 @@ def _apply_put(conn: Connection, op: _Put, removed: list[int]) -> np.ndarray:
         op.facts, title=c.title, pages=len(c.pages) if c.paginated else None, version=version,
         status="ready", error=None, duplicate_of=None))
     conn.execute(insert(s.pages), [{"document_id": doc_id, "page_no": i + 1, "text": t} for i, t in enumerate(c.pages)])
+    conn.execute(insert(s.document_chunking).values(document_id=doc_id, recipe=op.chunking))
     rows = [
         dict(document_id=doc_id, ordinal=ch.ordinal, text=ch.text, n_tokens=ch.n_tokens,
              char_start=ch.char_start, char_end=ch.char_end, page_start=ch.page_start, page_end=ch.page_end,
@@ -286,6 +292,8 @@ def _apply_remove(conn: Connection, op: _Remove, removed: list[int]) -> None:
         heir = copies[0]
         conn.execute(update(s.chunks).where(s.chunks.c.document_id == row.id).values(document_id=heir))
         conn.execute(update(s.pages).where(s.pages.c.document_id == row.id).values(document_id=heir))
+        conn.execute(update(s.document_chunking).where(s.document_chunking.c.document_id == row.id)
+                     .values(document_id=heir))
         conn.execute(update(s.documents).where(d.id == heir).values(
             status="ready", duplicate_of=None, version=row.version, updated_at=_now()))
         conn.execute(update(s.documents).where(d.duplicate_of == row.id).values(duplicate_of=heir))

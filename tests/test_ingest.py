@@ -95,6 +95,38 @@ def test_changed_file_replaces_its_chunks(library: Path, store: Any, settings: A
     assert store.check().ok
 
 
+def test_new_chunk_settings_rechunk_unchanged_files(tmp_path: Path, store: Any, settings: Any, embedder: Any) -> None:
+    from sqlalchemy import delete
+
+    from rag import schema as s
+
+    folder = tmp_path / "long"
+    folder.mkdir()
+    for name in ("a", "b"):
+        (folder / f"{name}.txt").write_text(paragraph(f"topic {name}", 12))
+    first = run_ingest([folder], store, settings, embedder)
+    smaller = settings.model_copy(update={"chunk_tokens": 32, "chunk_overlap": 4})
+    again = run_ingest([folder], store, smaller, embedder)
+    assert (again.added, again.updated, again.unchanged) == (0, 2, 0)
+    assert again.chunks > first.chunks
+    assert max(n for n in _token_counts(store)) <= 32
+    assert run_ingest([folder], store, smaller, embedder).unchanged == 2  # recorded: not read again
+    assert store.check().ok
+    # A document stored before chunking was recorded is left alone, whatever the settings.
+    with store.engine.begin() as c:
+        c.execute(delete(s.document_chunking))
+    assert run_ingest([folder], store, settings, embedder).unchanged == 2
+
+
+def _token_counts(store: Any) -> list[int]:
+    from sqlalchemy import select
+
+    from rag import schema as s
+
+    with store.engine.connect() as c:
+        return list(c.execute(select(s.chunks.c.n_tokens)).scalars())
+
+
 def test_same_content_under_two_paths_is_stored_once(tmp_path: Path, store: Any, settings: Any, embedder: Any) -> None:
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()

@@ -41,7 +41,7 @@ def test_commit_writes_a_new_generation_and_check_agrees(store: Any) -> None:
         cid = w.ensure_collection("default")
         for i in range(3):
             facts, content = _doc(cid, f"/d/{i}.txt", f"text {i}", f"h{i}")
-            w.put_document(facts, content, _vec(i), "m")
+            w.put_document(facts, content, _vec(i), "m", "test recipe")
     state = store.index_state()
     assert state.generation == 1 and state.chunk_count == 3 and state.dim == 8
     assert store.check().ok
@@ -51,7 +51,7 @@ def test_commit_writes_a_new_generation_and_check_agrees(store: Any) -> None:
 def test_failed_commit_leaves_the_store_as_it_was(store: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     with store.writer() as w:
         cid = w.ensure_collection("default")
-        w.put_document(*_doc(cid, "/d/a.txt", "alpha", "ha"), _vec(1), "m")
+        w.put_document(*_doc(cid, "/d/a.txt", "alpha", "ha"), _vec(1), "m", "test recipe")
     before = store.index_state()
 
     real_save = VectorIndex.save
@@ -63,7 +63,7 @@ def test_failed_commit_leaves_the_store_as_it_was(store: Any, monkeypatch: pytes
     monkeypatch.setattr(VectorIndex, "save", save_then_die)
     with pytest.raises(OSError):
         with store.writer() as w:
-            w.put_document(*_doc(cid, "/d/b.txt", "beta", "hb"), _vec(2), "m")
+            w.put_document(*_doc(cid, "/d/b.txt", "beta", "hb"), _vec(2), "m", "test recipe")
     monkeypatch.undo()
     assert store.index_state() == before
     assert not store.lexical_path(before.generation + 1).exists()  # the orphan files are gone
@@ -76,7 +76,7 @@ def test_check_finds_a_missing_or_stale_index_and_repair_mends_it(store: Any) ->
     with store.writer() as w:
         cid = w.ensure_collection("default")
         for i in range(4):
-            w.put_document(*_doc(cid, f"/d/{i}.txt", f"t{i}", f"h{i}"), _vec(i), "m")
+            w.put_document(*_doc(cid, f"/d/{i}.txt", f"t{i}", f"h{i}"), _vec(i), "m", "test recipe")
     path = store.faiss_path(store.index_state().generation)
     stale = VectorIndex.load(path)
     stale.remove(np.asarray([stale.ids()[0]]))
@@ -92,7 +92,7 @@ def test_check_finds_a_missing_or_stale_index_and_repair_mends_it(store: Any) ->
 def test_removing_a_document_hands_its_chunks_to_a_duplicate(store: Any) -> None:
     with store.writer() as w:
         cid = w.ensure_collection("default")
-        w.put_document(*_doc(cid, "/d/a.txt", "same words", "H"), _vec(1), "m")
+        w.put_document(*_doc(cid, "/d/a.txt", "same words", "H"), _vec(1), "m", "test recipe")
     with store.writer() as w:
         facts, _ = _doc(cid, "/d/copy.txt", "same words", "H")
         w.put_duplicate(facts, "/d/a.txt")
@@ -101,6 +101,9 @@ def test_removing_a_document_hands_its_chunks_to_a_duplicate(store: Any) -> None
         w.remove(original.id)
     (heir,) = store.documents()
     assert heir.path == "/d/copy.txt" and heir.status == "ready" and heir.chunks == 1
+    with store.writer() as w:  # and how they were chunked, so the next ingest leaves them be
+        assert w.existing(cid, "/d/copy.txt").chunking == "test recipe"
+        assert w.existing(cid, "/d/a.txt") is None
     assert store.check().ok
 
 
@@ -131,7 +134,7 @@ def test_lexical_index_follows_commits_and_repair_rebuilds_it(store: Any) -> Non
     with store.writer() as w:
         cid = w.ensure_collection("default")
         for i, text in enumerate(["hotel invoices", "travel policy", "falcon river"]):
-            w.put_document(*_doc(cid, f"/d/{i}.txt", text, f"h{i}"), _vec(i), "m")
+            w.put_document(*_doc(cid, f"/d/{i}.txt", text, f"h{i}"), _vec(i), "m", "test recipe")
     lexical = store.load_lexical()
     (hit,) = lexical.search("invoice", 5)[1].tolist()
     doc = next(d for d in store.documents() if d.path == "/d/0.txt")

@@ -9,13 +9,14 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Connection, Engine, inspect, select
 
-from rag.migrations import m0001_initial, m0002_conversations, m0003_access
+from rag.migrations import m0001_initial, m0002_conversations, m0003_access, m0004_chunking
 from rag.schema import schema_version
 
 STEPS: list[tuple[int, Callable[[Connection], None]]] = [
     (1, m0001_initial.upgrade),
     (2, m0002_conversations.upgrade),
     (3, m0003_access.upgrade),
+    (4, m0004_chunking.upgrade),
 ]
 
 LATEST = STEPS[-1][0]
