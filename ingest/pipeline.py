@@ -8,7 +8,6 @@ a file counts as done only once its rows are committed (content hashes decide th
 from __future__ import annotations
 
 import functools
-
 import time
 from collections import deque
 from collections.abc import Callable
@@ -210,10 +209,10 @@ class _Job:
             return self._fail_unhashed(path, f"cannot read file: {exc.strerror or exc}")
         facts = FileFacts(self.collection_id, path, digest, size, cand.doc_type)
         existing = self.writer.existing(self.collection_id, path)
-        # Documents from before chunking was recorded (None) are left as they are.
-        same_chunks = existing is not None and existing.chunking in (None, self.chunking)
-        if (existing is not None and existing.content_hash == digest
-                and (existing.status == "duplicate" or (existing.status == "ready" and same_chunks))):
+        if existing is not None and existing.content_hash == digest and (
+                existing.status == "duplicate"  # no chunks of its own
+                # Documents from before chunking was recorded (None) are left as they are.
+                or (existing.status == "ready" and existing.chunking in (None, self.chunking))):
             self.summary.unchanged += 1
             return self._done(path, "unchanged")
         if digest in self._in_flight:

@@ -26,6 +26,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from rag.fusion import Standardiser  # noqa: E402
+from rag.fusion import fuse as fuse_scores  # noqa: E402
 from rag.lexical import LexicalIndex  # noqa: E402
 from rag.metrics import evaluate  # noqa: E402
 from rag.retrieval import STANDARDISE_DEPTH  # noqa: E402
@@ -100,7 +101,7 @@ def fuse(dense: np.ndarray, lexical: np.ndarray, w: float = 0.5, depth: int = ST
         d, lx = dense[i], lexical[i]
         zd, zl = Standardiser.of(np.sort(d)[-depth:]), Standardiser.of(np.sort(lx[lx > 0])[-depth:])
         cand = np.union1d(np.argsort(-d)[:1000], np.argsort(-lx)[:1000])
-        out[i, cand] = w * zd(d[cand]) + (1 - w) * zl(lx[cand])
+        out[i, cand] = fuse_scores(d[cand], lx[cand], zd, zl, w)
     return out
 
 

@@ -125,7 +125,7 @@ def test_hybrid_scales_each_signal_by_its_deep_pool_not_by_the_candidates(tmp_pa
                                                                           embedder) -> None:  # type: ignore[no-untyped-def]
     """The z-scores come from each signal's top STANDARDISE_DEPTH scores (here: every chunk), even
     when only the top `depth` of each list are candidates for fusion."""
-    from rag.fusion import Standardiser
+    from rag.fusion import Standardiser, fuse
     from rag.retrieval import STANDARDISE_DEPTH
 
     folder = tmp_path / "many"
@@ -141,13 +141,14 @@ def test_hybrid_scales_each_signal_by_its_deep_pool_not_by_the_candidates(tmp_pa
     dense = r.rank(query, "dense", limit=everything)
     lexical = r.rank(query, "lexical", limit=everything)
     hybrid = r.rank(query, "hybrid", limit=5)
-    d_std, l_std = Standardiser.of(dense.scores), Standardiser.of(lexical.scores)
     d_of = dict(zip(dense.ids.tolist(), dense.scores))
     l_of = dict(zip(lexical.ids.tolist(), lexical.scores))
+
+    def fused(cid: int, pool: int) -> float:  # the chunk's score, each signal scaled by its top `pool`
+        d_std, l_std = Standardiser.of(dense.scores[:pool]), Standardiser.of(lexical.scores[:pool])
+        return float(fuse(np.array([d_of[cid]]), np.array([l_of.get(cid, 0.0)]), d_std, l_std, 0.5)[0])
+
     for cid, score in zip(hybrid.ids.tolist(), hybrid.scores):
-        expected = 0.5 * d_std(np.array([d_of[cid]]))[0] + 0.5 * l_std(np.array([l_of.get(cid, 0.0)]))[0]
-        assert score == pytest.approx(expected, rel=1e-6)
+        assert score == pytest.approx(fused(cid, everything), rel=1e-6)
     # Scaled by the top 3 alone, the scores would differ: the test can tell the two apart.
-    top3 = 0.5 * Standardiser.of(dense.scores[:3])(np.array([d_of[hybrid.ids[0]]]))[0]
-    assert abs(top3 + 0.5 * Standardiser.of(lexical.scores[:3])(np.array([l_of.get(int(hybrid.ids[0]), 0.0)]))[0]
-               - hybrid.scores[0]) > 1e-3
+    assert abs(fused(int(hybrid.ids[0]), 3) - hybrid.scores[0]) > 1e-3
