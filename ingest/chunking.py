@@ -4,6 +4,10 @@ The document is tokenized once, with offsets; the size of any span is then two b
 Page breaks always end a chunk. Otherwise cuts are made at the strongest boundary that keeps a
 chunk within budget: section breaks, then paragraphs, then lines and sentence ends, then words. Neighbouring chunks share up to
 `overlap` tokens of whole units (sentences or lines), so a fact cut at a boundary is whole in one.
+
+Each chunk is cut again, the same way and without overlap, into windows of about `window_tokens`
+that are embedded one by one (the chunk is what a search returns and the model reads; its windows
+are what the question is matched against).
 """
 
 from __future__ import annotations
@@ -51,11 +55,11 @@ class TokenSpans:
         return bisect.bisect_right(self.ends, b) - bisect.bisect_left(self.starts, a) + self.specials
 
 
-def split_units(text: str, spans: TokenSpans, max_tokens: int) -> list[_Unit]:
-    """Cut the text into sentence-sized units (smaller only where a sentence exceeds the budget),
-    each tagged with the strength of the boundary it ends at."""
+def split_units(text: str, spans: TokenSpans, max_tokens: int, a: int = 0, b: int | None = None) -> list[_Unit]:
+    """Cut the text (or text[a:b]) into sentence-sized units (smaller only where a sentence exceeds
+    the budget), each tagged with the strength of the boundary it ends at."""
     out: list[_Unit] = []
-    _split(text, 0, len(text), 0, 5, spans, max_tokens, out)
+    _split(text, a, len(text) if b is None else b, 0, 5, spans, max_tokens, out)
     return out
 
 
@@ -127,10 +131,11 @@ def _trim(text: str, a: int, b: int) -> tuple[int, int]:
 class Chunker:
     """A configured chunker: the embedding model's tokenizer plus sizes."""
 
-    def __init__(self, tokenizer_json: str, max_tokens: int, overlap: int) -> None:
+    def __init__(self, tokenizer_json: str, max_tokens: int, overlap: int, window_tokens: int = 0) -> None:
         from tokenizers import Tokenizer
 
         self.max_tokens, self.overlap = max_tokens, overlap
+        self.window_tokens = window_tokens if 0 < window_tokens < max_tokens else 0
         self._tok = Tokenizer.from_str(tokenizer_json)
         self._specials = len(self._tok.encode("").ids)
 
@@ -159,5 +164,22 @@ class Chunker:
             p1 = bisect.bisect_right(starts, b - 1) - 1
             out.append(Chunk(ordinal=len(out), text=piece, n_tokens=n, char_start=a, char_end=b,
                              page_start=p0 + 1, page_end=p1 + 1, page_char_start=a - starts[p0],
-                             page_char_end=min(b - starts[p1], len(pages[p1]))))
+                             page_char_end=min(b - starts[p1], len(pages[p1])),
+                             windows=self._windows(text, spans, a, b, n)))
         return out
+
+    def vector_texts(self, text: str) -> list[str]:
+        """The texts one chunk's vectors are made from (its windows, or itself): for re-embedding
+        stored chunks, cut exactly as `chunk` cut them."""
+        spans = self.token_spans(text)
+        return Chunk(0, text, 0, 0, len(text), 1, 1, 0, len(text),
+                     windows=self._windows(text, spans, 0, len(text), self.count_tokens(text))).vector_texts()
+
+    def _windows(self, text: str, spans: TokenSpans, a: int, b: int, n_tokens: int) -> tuple[tuple[int, int], ...]:
+        """Windows of text[a:b], as offsets into it; () when the chunk is small enough to be one."""
+        if not self.window_tokens or n_tokens <= self.window_tokens:
+            return ()
+        units = split_units(text, spans, self.window_tokens, a, b)
+        windows = [_trim(text, wa, wb) for wa, wb in pack(units, spans, self.window_tokens, 0)]
+        windows = [(wa - a, wb - a) for wa, wb in windows if wa < wb]
+        return tuple(windows) if len(windows) > 1 else ()

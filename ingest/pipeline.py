@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from ingest.chunking import Chunker
 from ingest.discover import Candidate, PasswordBook, content_hash, discover
 from ingest.reader import FileReader, ReaderConfig
 from rag.consistency import reembed_store
@@ -144,22 +145,24 @@ class _Job:
             self._embedder = self._load_embedder()
         return self._embedder
 
-    def chunk_sizes(self) -> tuple[int, int]:
-        """(largest chunk, overlap) in the embedding model's tokens, as the settings allow."""
+    def chunk_sizes(self) -> tuple[int, int, int]:
+        """(largest chunk, overlap, window) in the embedding model's tokens, as the settings allow;
+        window 0 when chunks are not cut into windows."""
         max_tokens = min(self.settings.chunk_tokens, self.ref.max_tokens())
-        return max_tokens, min(self.settings.chunk_overlap, max_tokens // 2)
+        window = self.settings.window_tokens if self.settings.window_tokens < max_tokens else 0
+        return max_tokens, min(self.settings.chunk_overlap, max_tokens // 2), window
 
     @functools.cached_property
     def chunking(self) -> str:
         """What the store records per document; a document chunked otherwise is read again."""
-        max_tokens, overlap = self.chunk_sizes()
-        return f"{max_tokens} tokens, {overlap} overlap"
+        max_tokens, overlap, window = self.chunk_sizes()
+        return f"{max_tokens} tokens, {overlap} overlap" + (f", windows of {window}" if window else "")
 
     def reader(self) -> FileReader:
         if self._reader is None:
-            max_tokens, overlap = self.chunk_sizes()
+            max_tokens, overlap, window = self.chunk_sizes()
             self._reader = FileReader(ReaderConfig(
-                tokenizer_json=self.ref.tokenizer_json(), max_tokens=max_tokens, overlap=overlap,
+                tokenizer_json=self.ref.tokenizer_json(), max_tokens=max_tokens, overlap=overlap, window_tokens=window,
                 timeout_s=self.settings.file_timeout_s, memory_mb=self.settings.loader_memory_mb))
         return self._reader
 
@@ -169,7 +172,9 @@ class _Job:
             return
         self._say(f"embedding model changed ({state.embedding_model} -> {self.ref.name}): "
                   f"re-embedding {state.chunk_count} chunks")
-        reembed_store(self.store, self.embedder, self._count_embedded)
+        max_tokens, _, window = self.chunk_sizes()
+        chunker = Chunker(self.ref.tokenizer_json(), max_tokens, 0, window)
+        reembed_store(self.store, self.embedder, chunker.vector_texts, self._count_embedded)
 
     # ---- the main loop ---------------------------------------------------------------------
     def run(self, candidates: list[Candidate]) -> None:
@@ -246,7 +251,8 @@ class _Job:
     def _flush(self) -> None:
         """Embed the batch, stage its documents, and commit when enough has piled up."""
         if self._batch:
-            texts = [ch.text for p in self._batch for ch in p.content.chunks]  # type: ignore[union-attr]
+            chunks = [ch for p in self._batch for ch in p.content.chunks]  # type: ignore[union-attr]
+            texts = [t for ch in chunks for t in ch.vector_texts()]  # a chunk's windows, or the chunk
             # Steps of similar length pad little (encode sorts within a call, not across calls).
             order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
             vectors = np.empty((len(texts), self.embedder.dim), dtype=np.float32)
@@ -256,12 +262,13 @@ class _Job:
                 step = order[at:at + (self.embedder.batch_size if self._reader_busy() else ENCODE_STEP)]
                 vectors[step] = self._encode([texts[j] for j in step])
                 at += len(step)
+            per_chunk = np.split(vectors, np.cumsum([len(ch.vector_texts()) for ch in chunks])[:-1])
             at = 0
             for p in self._batch:
                 content = p.content
                 assert content is not None
                 n = len(content.chunks)
-                self.writer.put_document(p.facts, content, vectors[at:at + n], self.embedder.name,
+                self.writer.put_document(p.facts, content, per_chunk[at:at + n], self.embedder.name,
                                          self.chunking)
                 at += n
                 setattr(self.summary, p.outcome, getattr(self.summary, p.outcome) + 1)

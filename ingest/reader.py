@@ -25,6 +25,7 @@ class ReaderConfig:
     tokenizer_json: str
     max_tokens: int
     overlap: int
+    window_tokens: int
     timeout_s: float
     memory_mb: int
 
@@ -34,7 +35,7 @@ def _init_worker(config: ReaderConfig) -> None:
 
     limit = config.memory_mb * 1024 * 1024
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-    _worker["chunker"] = Chunker(config.tokenizer_json, config.max_tokens, config.overlap)
+    _worker["chunker"] = Chunker(config.tokenizer_json, config.max_tokens, config.overlap, config.window_tokens)
 
 
 def read_and_chunk(path: str, doc_type: str, passwords: list[str], chunker: Any = None) -> DocumentContent:

@@ -60,15 +60,19 @@ def _check_faiss(store: Store, state: Any, sql_ids: np.ndarray, sample: dict[int
     vectors = _load_or_report(VectorIndex.load, path, "vector index", report)
     if vectors is None:
         return
-    report.vectors = len(vectors)
+    report.vectors = vectors.n_vectors
     faiss_ids = _compare_ids(vectors.ids(), sql_ids, "vector", path, report)
     if vectors.dim != state.dim:
         report.problems.append(f"{path.name} has dimension {vectors.dim}, the store {state.dim}")
         return
     bad = [cid for cid, blob in sample.items() if cid in faiss_ids
-           and not np.allclose(vectors.reconstruct(cid), np.frombuffer(blob, np.float32), atol=1e-6)]
+           and not _same_vectors(vectors.reconstruct(cid), np.frombuffer(blob, np.float32).reshape(-1, state.dim))]
     if bad:
         report.problems.append(f"{len(bad)} of {len(sample)} sampled vectors differ from SQL (e.g. chunk {bad[0]})")
+
+
+def _same_vectors(a: np.ndarray, b: np.ndarray) -> bool:
+    return a.shape == b.shape and np.allclose(a, b, atol=1e-6)
 
 
 def _check_lexical(store: Store, state: Any, sql_ids: np.ndarray, report: CheckReport) -> None:
@@ -131,16 +135,17 @@ def repair_store(store: Store) -> CheckReport:
                 if index is None:
                     dim = len(blobs[0]) // 4
                     index = VectorIndex(dim)
-                index.add(ids, vectors_from_blobs(blobs, dim))
+                index.add(*vectors_from_blobs(ids, blobs, dim))
                 lexical.add(ids, texts)
             _write_generation(store, conn, state.generation + 1, index, lexical, state.embedding_model, dim)
         store.retire_old_files(keep=state.generation + 1)
     return check_store(store)
 
 
-def reembed_store(store: Store, embedder: Embedder, on_progress: Callable[[int], None] | None = None) -> int:
+def reembed_store(store: Store, embedder: Embedder, vector_texts: Callable[[str], list[str]],
+                  on_progress: Callable[[int], None] | None = None) -> int:
     """Re-embed every chunk with `embedder` in one transaction (all or nothing); returns the count.
-    The caller holds the writer lock."""
+    `vector_texts` cuts a chunk into the texts of its vectors. The caller holds the writer lock."""
     index = VectorIndex(embedder.dim)
     lexical = LexicalIndex()  # unchanged by a new model, but each generation has its own file
     total = 0
@@ -148,12 +153,14 @@ def reembed_store(store: Store, embedder: Embedder, on_progress: Callable[[int],
         state = store.index_state(conn)
         for ids, rows in _chunk_batches(conn, s.chunks.c.text):
             texts = [r[0] for r in rows]
-            vecs = embedder.encode(texts)
+            windows = [vector_texts(t) for t in texts]
+            vecs = embedder.encode([w for ws in windows for w in ws])
+            per_chunk = np.split(vecs, np.cumsum([len(ws) for ws in windows])[:-1])
             conn.execute(
                 update(s.chunks).where(s.chunks.c.id == bindparam("cid"))
                 .values(embedding=bindparam("vec"), embedding_model=embedder.name),
-                [{"cid": int(i), "vec": v.tobytes()} for i, v in zip(ids, vecs)])
-            index.add(ids, vecs)
+                [{"cid": int(i), "vec": np.ascontiguousarray(v).tobytes()} for i, v in zip(ids, per_chunk)])
+            index.add(np.repeat(ids, [len(ws) for ws in windows]), vecs)
             lexical.add(ids, texts)
             total += len(ids)
             if on_progress:

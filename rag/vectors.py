@@ -1,5 +1,11 @@
-"""The FAISS copy of the chunk vectors: ids are chunk ids, vectors are normalised (inner product =
-cosine). Files are written whole to a temporary name and renamed, so a reader never sees half.
+"""The FAISS copy of the chunk vectors, normalised (inner product = cosine). Files are written whole
+to a temporary name and renamed, so a reader never sees half.
+
+A chunk has one vector or several: one per window of a few sentences (`ingest.chunking`), because
+the embedding model matches a question best against a passage of about its own length, and a
+256-token chunk averages several topics into one vector. A chunk's dense score is its best
+window's. FAISS ids pack both: chunk id << WINDOW_BITS | window number. The methods here speak of
+chunks (ids, counts, searches return chunk ids, each once), the packing stays inside.
 
 Two kinds of index, chosen by size (`fitted`): exact search (a flat index) while the store is small
 enough to scan every vector within the latency budget, and an inverted-file index (IVF) above that,
@@ -18,13 +24,16 @@ from typing import BinaryIO
 import faiss
 import numpy as np
 
-#: Above this many vectors the IVF is worth its recall loss (`ragqa bench search` measures both).
+#: Above this many vectors (windows, not chunks) the IVF is worth its recall loss (`ragqa bench search` measures both).
 EXACT_MAX_DEFAULT = 50_000
 NPROBE_DEFAULT = 128
 #: A filter this selective makes the IVF scan every cluster: few vectors pass, so it stays cheap,
 #: and nothing allowed is missed because its cluster was not probed.
 _PARALLEL_QUERIES = 4  # more queries than this at once: FAISS may use all cores
 _SELECTIVE_FILTER = 0.05
+WINDOW_BITS = 10
+MAX_WINDOWS = 1 << WINDOW_BITS  # per chunk; a 512-token chunk has at most ~2 x 512 / window size
+_MAGIC = b"RAGQA-VECTORS-2\n"  # files before windows hold bare FAISS data keyed by chunk id
 
 
 def write_atomically(path: Path, write: Callable[[BinaryIO], object]) -> None:
@@ -54,18 +63,20 @@ class VectorIndex:
         self.dim = dim
         self.index = index if index is not None else faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
         self.nprobe = nprobe
+        self._chunks: tuple[np.ndarray, np.ndarray] | None = None  # (chunk ids sorted, their window counts)
 
     @classmethod
     def build(cls, dim: int, ids: np.ndarray, vectors: np.ndarray, exact_max: int = EXACT_MAX_DEFAULT) -> VectorIndex:
+        """From vectors [n, dim] and the chunk id of each [n] (a chunk's windows in order)."""
         if len(ids) > exact_max:
-            return cls._build_ivf(dim, np.asarray(ids, np.int64), np.ascontiguousarray(vectors, np.float32))
+            return cls._build_ivf(dim, window_ids(np.asarray(ids, np.int64)), np.ascontiguousarray(vectors, np.float32))
         out = cls(dim)
         out.add(ids, vectors)
         return out
 
     @classmethod
-    def _build_ivf(cls, dim: int, ids: np.ndarray, vectors: np.ndarray) -> VectorIndex:
-        nlist = ivf_lists_for(len(ids))
+    def _build_ivf(cls, dim: int, packed_ids: np.ndarray, vectors: np.ndarray) -> VectorIndex:
+        nlist = ivf_lists_for(len(packed_ids))
         quantizer = faiss.IndexFlatIP(dim)
         index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
         index.own_fields = True
@@ -75,7 +86,7 @@ class VectorIndex:
         sample = vectors[rng.choice(len(vectors), min(len(vectors), nlist * 64), replace=False)]
         index.train(sample)
         index.set_direct_map_type(faiss.DirectMap.Hashtable)  # reconstruct and remove by id
-        index.add_with_ids(vectors, ids)
+        index.add_with_ids(vectors, packed_ids)
         return cls(dim, index)
 
     @property
@@ -84,9 +95,10 @@ class VectorIndex:
 
     def describe(self) -> str:
         ivf = self._ivf_index()
+        what = f"{len(self)} chunks, {self.n_vectors} vectors"
         if ivf is None:
-            return f"exact (flat inner product), {len(self)} vectors"
-        return f"approximate (IVF, {ivf.nlist} lists, nprobe {self.nprobe}), {len(self)} vectors"
+            return f"exact (flat inner product), {what}"
+        return f"approximate (IVF, {ivf.nlist} lists, nprobe {self.nprobe}), {what}"
 
     def _ivf_index(self) -> faiss.IndexIVF | None:
         return self.index if isinstance(self.index, faiss.IndexIVF) else None
@@ -95,60 +107,126 @@ class VectorIndex:
         """This index, or one of the kind its size calls for: exact up to `exact_max` vectors (with
         hysteresis, so a store near the line does not flip), IVF above, retrained once the store
         has grown to need twice the clusters it has."""
-        n, ivf = len(self), self._ivf_index()
+        n, ivf = self.n_vectors, self._ivf_index()
         if ivf is None and n > exact_max or ivf is not None and ivf_lists_for(n) >= 2 * ivf.nlist:
-            ids = self.ids()
-            return VectorIndex._build_ivf(self.dim, ids, self.vectors_of(ids))
+            packed = np.sort(self._packed_ids())
+            return VectorIndex._build_ivf(self.dim, packed, self.index.reconstruct_batch(packed))
         if ivf is not None and n < exact_max // 2:
-            ids = self.ids()
-            return VectorIndex.build(self.dim, ids, self.vectors_of(ids), exact_max)
+            owners, vectors = self.chunk_vectors(self.ids())
+            return VectorIndex.build(self.dim, owners, vectors, exact_max)
         return self
 
+    # ---- chunks and their windows -----------------------------------------------------------
     def __len__(self) -> int:
+        """Chunks in the index (each with one vector or more)."""
+        return len(self._chunk_table()[0])
+
+    @property
+    def n_vectors(self) -> int:
         return int(self.index.ntotal)
 
+    def _packed_ids(self) -> np.ndarray:
+        """Every FAISS id, unordered."""
+        if not self.n_vectors:
+            return np.zeros(0, np.int64)
+        ivf = self._ivf_index()
+        if ivf is None:
+            return faiss.vector_to_array(self.index.id_map).astype(np.int64)
+        lists = ivf.invlists
+        parts = [faiss.rev_swig_ptr(lists.get_ids(i), lists.list_size(i)).copy()
+                 for i in range(ivf.nlist) if lists.list_size(i)]
+        return np.concatenate(parts).astype(np.int64)
+
+    def _chunk_table(self) -> tuple[np.ndarray, np.ndarray]:
+        if self._chunks is None:
+            chunk_ids, counts = np.unique(self._packed_ids() >> WINDOW_BITS, return_counts=True)
+            self._chunks = (chunk_ids.astype(np.int64), counts.astype(np.int64))
+        return self._chunks
+
+    def ids(self) -> np.ndarray:
+        """Every chunk id in the index, sorted."""
+        return self._chunk_table()[0]
+
+    def _packed_ids_of(self, chunk_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(FAISS ids of these chunks' windows [m], which of `chunk_ids` each belongs to [m])."""
+        table_ids, counts = self._chunk_table()
+        chunk_ids = np.asarray(chunk_ids, np.int64)
+        at = np.clip(np.searchsorted(table_ids, chunk_ids), 0, max(len(table_ids) - 1, 0))
+        present = (table_ids[at] == chunk_ids) if len(table_ids) else np.zeros(len(chunk_ids), bool)
+        n = np.where(present, counts[at] if len(table_ids) else 0, 0)
+        owner = np.repeat(np.arange(len(chunk_ids)), n)
+        window = np.arange(len(owner)) - np.repeat(np.cumsum(n) - n, n)
+        return (chunk_ids[owner] << WINDOW_BITS) | window, owner
+
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        """Add vectors [n, dim] of new chunks; `ids` [n] names each one's chunk (repeated for a
+        chunk's windows, which come together and in order)."""
         if len(ids) == 0:
             return
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)  # [n, dim]
         assert vectors.shape == (len(ids), self.dim), (vectors.shape, len(ids), self.dim)
-        self.index.add_with_ids(vectors, np.asarray(ids, dtype=np.int64))
+        self.index.add_with_ids(vectors, window_ids(np.asarray(ids, np.int64)))
+        self._chunks = None
 
     def remove(self, ids: np.ndarray) -> int:
-        if len(ids) == 0:
+        """Remove these chunks (all their vectors); returns how many chunks were there."""
+        if len(ids) == 0 or not self.n_vectors:
             return 0
-        return int(self.index.remove_ids(np.asarray(ids, dtype=np.int64)))
+        packed = self._packed_ids()
+        doomed = packed[np.isin(packed >> WINDOW_BITS, np.asarray(ids, np.int64))]
+        self.index.remove_ids(doomed)
+        self._chunks = None
+        return len(np.unique(doomed >> WINDOW_BITS))
 
-    def ids(self) -> np.ndarray:
-        """Every chunk id in the index, sorted."""
-        if not len(self):
-            return np.zeros(0, np.int64)
-        ivf = self._ivf_index()
-        if ivf is None:
-            return np.sort(faiss.vector_to_array(self.index.id_map).astype(np.int64))
-        lists = ivf.invlists
-        parts = [faiss.rev_swig_ptr(lists.get_ids(i), lists.list_size(i)).copy()
-                 for i in range(ivf.nlist) if lists.list_size(i)]
-        return np.sort(np.concatenate(parts).astype(np.int64))
-
-    def vectors_of(self, ids: np.ndarray) -> np.ndarray:
-        """[len(ids), dim] the stored vectors of these chunk ids."""
-        if len(ids) == 0:
-            return np.zeros((0, self.dim), np.float32)
-        return self.index.reconstruct_batch(np.ascontiguousarray(ids, dtype=np.int64))
+    def chunk_vectors(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(chunk id of each vector [m], vectors [m, dim]) for these chunks, windows in order."""
+        packed, owner = self._packed_ids_of(ids)
+        if len(packed) == 0:
+            return np.zeros(0, np.int64), np.zeros((0, self.dim), np.float32)
+        return np.asarray(ids, np.int64)[owner], self.index.reconstruct_batch(packed)
 
     def reconstruct(self, chunk_id: int) -> np.ndarray:
-        return self.index.reconstruct(int(chunk_id))
+        """[windows, dim] the vectors of one chunk."""
+        return self.chunk_vectors(np.asarray([chunk_id]))[1]
 
+    def best_scores(self, ids: np.ndarray, query: np.ndarray) -> np.ndarray:
+        """[len(ids)] each chunk's best cosine with one query [dim] (-inf for a chunk not here)."""
+        packed, owner = self._packed_ids_of(ids)
+        out = np.full(len(ids), -np.inf, np.float64)
+        if len(packed):
+            np.maximum.at(out, owner, self.index.reconstruct_batch(packed) @ np.asarray(query, np.float32))
+        return out
+
+    # ---- search ------------------------------------------------------------------------------
     def search(self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """(scores [q, k], ids [q, k]), best first; missing results have id -1. `allowed`
-        (sorted chunk ids) restricts the search to those chunks, inside FAISS."""
+        """(scores [q, k], chunk ids [q, k]), best first, each chunk once with its best window's
+        score; missing results have id -1. `allowed` (sorted chunk ids) restricts the search to
+        those chunks, inside FAISS."""
         queries = np.ascontiguousarray(queries, dtype=np.float32)  # [q, dim]
+        packed_allowed = self._packed_ids_of(allowed)[0] if allowed is not None else None
+        available = self.n_vectors if packed_allowed is None else len(packed_allowed)
+        # Windows of one chunk tend to come back together: ask for twice the average per chunk,
+        # and again for more in the rare case that leaves a query short of k chunks.
+        per_chunk = max(1, math.ceil(self.n_vectors / max(len(self), 1)))
+        fetch = min(available, k * per_chunk * 2)
+        while True:
+            scores, packed = self._search_packed(queries, max(fetch, 1), packed_allowed)
+            out = [_best_per_chunk(s, p, k) for s, p in zip(scores, packed)]
+            if fetch >= available or all(len(ids) == k for _, ids in out):
+                break
+            fetch = min(available, fetch * 4)
+        top_scores = np.full((len(queries), k), -np.inf, np.float32)
+        top_ids = np.full((len(queries), k), -1, np.int64)
+        for i, (s, ids) in enumerate(out):
+            top_scores[i, :len(ids)], top_ids[i, :len(ids)] = s, ids
+        return top_scores, top_ids
+
+    def _search_packed(self, queries: np.ndarray, k: int, allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         ivf = self._ivf_index()
-        selector = faiss.IDSelectorBatch(np.asarray(allowed, np.int64)) if allowed is not None else None
+        selector = faiss.IDSelectorBatch(allowed) if allowed is not None else None
         if ivf is not None:
             nprobe = self.nprobe
-            if allowed is not None and len(allowed) < _SELECTIVE_FILTER * len(self):
+            if allowed is not None and len(allowed) < _SELECTIVE_FILTER * self.n_vectors:
                 nprobe = ivf.nlist
             params = faiss.SearchParametersIVF(sel=selector, nprobe=min(nprobe, ivf.nlist))
         else:
@@ -165,12 +243,44 @@ class VectorIndex:
         finally:
             faiss.omp_set_num_threads(threads)
 
+    # ---- files -------------------------------------------------------------------------------
     def save(self, path: Path) -> None:
         data = faiss.serialize_index(self.index)
-        write_atomically(path, lambda fh: fh.write(data.tobytes()))
+        write_atomically(path, lambda fh: (fh.write(_MAGIC), fh.write(data.tobytes())))
 
     @classmethod
     def load(cls, path: Path) -> VectorIndex:
         data = np.fromfile(path, dtype=np.uint8)
-        index = faiss.deserialize_index(data)
-        return cls(index.d, index)
+        if data[:len(_MAGIC)].tobytes() == _MAGIC:
+            index = faiss.deserialize_index(data[len(_MAGIC):])
+            return cls(index.d, index)
+        # A file from before windows: one vector per chunk, keyed by chunk id. Re-key it; the
+        # next commit writes the new format.
+        old = faiss.deserialize_index(data)
+        chunk_ids = np.sort(VectorIndex(old.d, old)._packed_ids())
+        vectors = old.reconstruct_batch(chunk_ids)
+        if isinstance(old, faiss.IndexIVF):
+            return cls._build_ivf(old.d, window_ids(chunk_ids), vectors)
+        out = cls(old.d)
+        out.add(chunk_ids, vectors)
+        return out
+
+
+def window_ids(chunk_ids: np.ndarray) -> np.ndarray:
+    """[n] FAISS ids for n vectors given each one's chunk id: a chunk's k-th vector gets window k."""
+    order = np.argsort(chunk_ids, kind="stable")
+    sorted_ids = chunk_ids[order]
+    starts = np.r_[0, np.flatnonzero(np.diff(sorted_ids)) + 1]
+    window = np.empty(len(chunk_ids), np.int64)
+    window[order] = np.arange(len(chunk_ids)) - np.repeat(starts, np.diff(np.r_[starts, len(chunk_ids)]))
+    assert window.max(initial=0) < MAX_WINDOWS and chunk_ids.min(initial=0) >= 0
+    return (chunk_ids << WINDOW_BITS) | window
+
+
+def _best_per_chunk(scores: np.ndarray, packed: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """One query's window hits (best first, id -1 = none) -> its top k chunks, each once."""
+    found = packed >= 0
+    chunks = packed[found] >> WINDOW_BITS
+    _, first = np.unique(chunks, return_index=True)  # a chunk's first hit is its best window
+    first = np.sort(first)[:k]
+    return scores[found][first], chunks[first]

@@ -36,7 +36,7 @@ class ExistingDocument:
 class _Put:
     facts: FileFacts
     content: DocumentContent
-    vectors: np.ndarray  # [n_chunks, dim]
+    vectors: list[np.ndarray]  # per chunk: [windows, dim]
     model: str
     chunking: str
 
@@ -104,9 +104,10 @@ class StoreWriter:
             return [tuple(r) for r in c.execute(select(d.id, d.path).where(d.collection_id == collection_id))]
 
     # ---- staging ---------------------------------------------------------------------------
-    def put_document(self, facts: FileFacts, content: DocumentContent, vectors: np.ndarray, model: str,
+    def put_document(self, facts: FileFacts, content: DocumentContent, vectors: list[np.ndarray], model: str,
                      chunking: str) -> None:
-        assert len(content.chunks) == len(vectors), "one vector per chunk"
+        """Stage a document read anew; `vectors` holds each chunk's [windows, dim] vectors."""
+        assert len(content.chunks) == len(vectors), "vectors for every chunk"
         self._stage(facts, _Put(facts, content, vectors, model, chunking))
         self._pending_hash[(facts.collection_id, facts.content_hash)] = facts.path
         self.staged_chunks += len(content.chunks)
@@ -136,6 +137,7 @@ class StoreWriter:
                 state = conn.execute(select(s.index_state).where(s.index_state.c.id == 1).with_for_update()).one()
                 model, dim = state.embedding_model, state.dim
                 added_ids: list[np.ndarray] = []
+                added_owners: list[np.ndarray] = []
                 added_vecs: list[np.ndarray] = []
                 added_texts: list[str] = []
                 removed: list[int] = []
@@ -144,7 +146,8 @@ class StoreWriter:
                         model, dim = self._check_model(model, dim, op)
                         ids = _apply_put(conn, op, removed)
                         added_ids.append(ids)
-                        added_vecs.append(op.vectors)
+                        added_owners.append(np.repeat(ids, [len(v) for v in op.vectors]))  # per window
+                        added_vecs.extend(op.vectors)
                         added_texts.extend(ch.text for ch in op.content.chunks)
                     elif isinstance(op, _Failed):
                         _apply_failed(conn, op)
@@ -157,7 +160,7 @@ class StoreWriter:
                 if vectors is not None:
                     vectors.remove(np.asarray(removed, dtype=np.int64))
                     if added_ids:
-                        vectors.add(np.concatenate(added_ids), np.concatenate(added_vecs))
+                        vectors.add(np.concatenate(added_owners), np.concatenate(added_vecs))
                 lexical.remove(removed)
                 if added_ids:
                     lexical.add(np.concatenate(added_ids), added_texts)
@@ -198,7 +201,7 @@ class StoreWriter:
 
     @staticmethod
     def _check_model(model: str | None, dim: int | None, op: _Put) -> tuple[str, int]:
-        op_dim = int(op.vectors.shape[1]) if op.vectors.ndim == 2 else dim
+        op_dim = int(op.vectors[0].shape[1]) if op.vectors else dim
         if model is None or dim is None:
             return op.model, int(op_dim or 0)
         # The pipeline re-embeds the store before adding vectors of another model; this guards it.
@@ -251,7 +254,7 @@ def _apply_put(conn: Connection, op: _Put, removed: list[int]) -> np.ndarray:
         dict(document_id=doc_id, ordinal=ch.ordinal, text=ch.text, n_tokens=ch.n_tokens,
              char_start=ch.char_start, char_end=ch.char_end, page_start=ch.page_start, page_end=ch.page_end,
              page_char_start=ch.page_char_start, page_char_end=ch.page_char_end,
-             embedding_model=op.model, embedding=op.vectors[i].astype(np.float32).tobytes())
+             embedding_model=op.model, embedding=np.ascontiguousarray(op.vectors[i], np.float32).tobytes())
         for i, ch in enumerate(c.chunks)
     ]
     ids = conn.execute(insert(s.chunks).returning(s.chunks.c.id, sort_by_parameter_order=True), rows).scalars().all()

@@ -448,7 +448,7 @@ def bench_search(
     cfg = settings()
     retriever = wiring.retriever(cfg)
     sizes = chunks or ([] if store else [100_000])
-    results: dict[str, Any] = {f"synthetic_{n}": b.bench_synthetic(retriever, n, cfg.exact_search_max_chunks, queries)
+    results: dict[str, Any] = {f"synthetic_{n}": b.bench_synthetic(retriever, n, cfg.exact_search_max_vectors, queries)
                                for n in sizes}
     if store:
         results["store"] = b.bench_store(retriever, queries)

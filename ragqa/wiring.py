@@ -16,7 +16,7 @@ from rag.store import Store
 
 def open_store(settings: Settings) -> Store:
     settings.home.mkdir(parents=True, exist_ok=True)
-    return Store.open(settings.sql_url, settings.index_dir, exact_max=settings.exact_search_max_chunks,
+    return Store.open(settings.sql_url, settings.index_dir, exact_max=settings.exact_search_max_vectors,
                       nprobe=settings.ivf_nprobe)
 
 

@@ -30,10 +30,10 @@ def main() -> None:
     _, vectors = wiring.open_store(cfg).load_vectors()
     assert vectors is not None, "empty store"
     ids = vectors.ids()
-    x = vectors.vectors_of(ids)
+    x = vectors.chunk_vectors(ids)[1]  # every window's vector
     rng = np.random.default_rng(0)
-    pick = rng.choice(len(ids), min(a.queries, len(ids) // 10), replace=False)
-    rest = np.setdiff1d(np.arange(len(ids)), pick)
+    pick = rng.choice(len(x), min(a.queries, len(x) // 10), replace=False)
+    rest = np.setdiff1d(np.arange(len(x)), pick)
     base, queries = x[rest], x[pick]
     share = cfg.ivf_nprobe / ivf_lists_for(a.at)  # the share of lists scanned at that size
     nlist = ivf_lists_for(len(base))

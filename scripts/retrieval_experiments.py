@@ -5,7 +5,7 @@
     # add --title-headers (re-embeds every chunk after a document's first, minutes) and
     # --sentence-windows (embeds every two-sentence window of every document, ~17 min on 2 cores)
 
-It reads the chunks and their vectors from the kept store and scores every query against every
+It reads the chunks and their window vectors from the kept store and scores every query against every
 chunk in memory, so each variant costs seconds. The first three lines reproduce `ragqa eval beir`
 (same BM25, same fusion, a document scores as its best chunk); every other line changes one thing.
 A development tool: the figures in docs/benchmarks.md under "tried and not shipped" come from it.
@@ -44,12 +44,17 @@ class Experiment:
         owners = {str((work / "corpus" / f"{n // 1000:04d}" / f"{n:08d}.txt").resolve()): cid
                   for n, cid in enumerate(self.corpus)}
         with sqlite3.connect(work / "ragqa.db") as db:
+            (dim,) = db.execute("SELECT dim FROM index_state").fetchone()
             rows = db.execute("SELECT c.ordinal, c.text, c.embedding, d.path FROM chunks c "
                               "JOIN documents d ON d.id = c.document_id ORDER BY c.id").fetchall()
         rows = [r for r in rows if r[3] in owners]
         self.ordinal = np.array([r[0] for r in rows])
         self.texts = [r[1] for r in rows]
-        self.vectors = np.stack([np.frombuffer(r[2], np.float32) for r in rows])  # [chunks, dim]
+        windows = [np.frombuffer(r[2], np.float32).reshape(-1, dim) for r in rows]
+        self.windows = np.concatenate(windows)  # [windows, dim]: every chunk's window vectors
+        self.window_chunk = np.repeat(np.arange(len(rows)), [len(w) for w in windows])  # [windows]
+        centroids = np.stack([w.mean(0) for w in windows])
+        self.vectors = centroids / np.linalg.norm(centroids, axis=1, keepdims=True)  # [chunks, dim]
         chunk_owner = [owners[r[3]] for r in rows]
         self.docs = sorted(set(chunk_owner))
         self.doc_index = {d: i for i, d in enumerate(self.docs)}
@@ -67,6 +72,10 @@ class Experiment:
 
             self._model = SentenceTransformer(str(resolve_model(PACKAGED_MINILM).path), device="cpu")
         return self._model.encode(texts, normalize_embeddings=True, batch_size=32)
+
+    def dense(self, queries: np.ndarray) -> np.ndarray:
+        """[queries, chunks] each chunk's best window cosine, as the retriever scores it."""
+        return self.best_per_doc(queries @ self.windows.T, self.window_chunk)
 
     def bm25(self, texts: list[str], k1: float = 0.9, b: float = 0.4) -> np.ndarray:
         """[queries, texts] BM25 scores (0 where no query term matches)."""
@@ -115,7 +124,7 @@ def cheap_variants(x: Experiment, dense: np.ndarray, lexical: np.ndarray) -> dic
     top3 = np.argsort(-fuse(dense, lexical), axis=1)[:, :3]
     prf_queries = x.queries + 0.6 * x.vectors[top3].mean(1)
     prf_queries /= np.linalg.norm(prf_queries, axis=1, keepdims=True)
-    prf_dense = prf_queries @ x.vectors.T
+    prf_dense = x.dense(prf_queries)
     with_doc_bm25 = lexical + 0.3 * whole_doc_bm25[:, x.chunk_doc]
     out: dict[str, Callable[[], str]] = {
         "dense, first chunk of each document only (the truncating protocol)":
@@ -137,11 +146,12 @@ def cheap_variants(x: Experiment, dense: np.ndarray, lexical: np.ndarray) -> dic
 
 
 def title_headers(x: Experiment, lexical: np.ndarray) -> dict[str, str]:
-    """Every chunk after the first embedded with its document's title in front."""
+    """Every chunk after the first embedded whole with its document's title in front (one vector
+    instead of its windows)."""
     later = np.flatnonzero(x.ordinal > 0)
-    vectors = x.vectors.copy()
-    vectors[later] = x.encode([f"{x.corpus[x.docs[x.chunk_doc[i]]][0]}\n\n{x.texts[i]}" for i in later])
-    dense = x.queries @ vectors.T
+    dense = x.dense(x.queries)
+    titled = x.encode([f"{x.corpus[x.docs[x.chunk_doc[i]]][0]}\n\n{x.texts[i]}" for i in later])
+    dense[:, later] = x.queries @ titled.T
     return {"dense, titles on later chunks": x.ndcg(x.best_per_doc(dense)),
             "hybrid, titles on later chunks": x.ndcg(x.best_per_doc(fuse(dense, lexical)))}
 
@@ -172,7 +182,7 @@ def main() -> None:
     ap.add_argument("--sentence-windows", action="store_true")
     args = ap.parse_args()
     x = Experiment(args.work_dir, args.beir_dir, args.split)
-    dense, lexical = x.queries @ x.vectors.T, x.bm25(x.texts)  # [queries, chunks] each
+    dense, lexical = x.dense(x.queries), x.bm25(x.texts)  # [queries, chunks] each
     print(f"{len(x.qids)} queries, {len(x.docs)} documents, {len(x.texts)} chunks; nDCG@10, success@1:")
     print(f"{x.ndcg(x.best_per_doc(dense))}  dense (as `ragqa eval beir`)")
     print(f"{x.ndcg(x.best_per_doc(lexical))}  lexical (as `ragqa eval beir`)")

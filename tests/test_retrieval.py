@@ -152,3 +152,43 @@ def test_hybrid_scales_each_signal_by_its_deep_pool_not_by_the_candidates(tmp_pa
         assert score == pytest.approx(fused(cid, everything), rel=1e-6)
     # Scaled by the top 3 alone, the scores would differ: the test can tell the two apart.
     assert abs(fused(int(hybrid.ids[0]), 3) - hybrid.scores[0]) > 1e-3
+
+
+def test_chunks_are_matched_by_their_windows(tmp_path: Path, store, settings, embedder) -> None:  # type: ignore[no-untyped-def]
+    """With windows, each chunk's row keeps one vector per window, the indexes agree with SQL
+    (also after a repair and a re-embedding), and a question matching one sentence of a long
+    chunk scores as that sentence's window does, not as the whole chunk's average."""
+    from rag.consistency import reembed_store
+    from rag.records import Chunk
+
+    windowed = settings.model_copy(update={"window_tokens": 20})
+    folder = tmp_path / "w"
+    folder.mkdir()
+    text = ("Site log\n\nThe crane was inspected on Monday. Concrete for the east wing was poured on Tuesday. "
+            "A delivery of steel beams arrived late. The inspector approved the scaffolding on Friday.")
+    (folder / "log.txt").write_text(text)
+    for i, other in enumerate(["Canteen menu\n\nSoup and bread are served at noon.",
+                               "Parking rules\n\nVisitors park in the north lot."]):
+        (folder / f"o{i}.txt").write_text(other)
+    run_ingest([folder], store, windowed, embedder, collection="site")
+    with store.engine.connect() as c:
+        rows = c.execute(select(s.chunks.c.id, s.chunks.c.text, s.chunks.c.embedding)).all()
+    log_rows = [r for r in rows if "crane" in r.text]
+    assert len(log_rows) == 1  # one 64-token chunk...
+    (cid, chunk_text, blob), = log_rows
+    windows = np.frombuffer(blob, np.float32).reshape(-1, embedder.dim)
+    assert len(windows) >= 3  # ...with a vector per window
+    assert store.check().ok
+    r = Retriever(store, lambda: embedder)
+    question = "when was the crane inspected"
+    dense = r.rank(question, "dense")
+    top = int(dense.ids[0])
+    assert top == cid
+    q = embedder.encode_query(question)
+    assert dense.scores[0] == pytest.approx(float(np.max(windows @ q)), abs=1e-5)
+    assert dense.scores[0] > float(embedder.encode([chunk_text])[0] @ q) + 0.05  # the whole chunk matches worse
+    assert store.repair().ok and r.rank(question, "dense").ids[0] == cid
+    with store.writer():
+        reembed_store(store, embedder, lambda t: [t])  # one vector per chunk again
+    assert store.check().ok and store.load_vectors()[1].n_vectors == len(rows)
+    assert Chunk(0, chunk_text, 0, 0, 0, 1, 1, 0, 0).vector_texts() == [chunk_text]

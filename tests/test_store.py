@@ -20,9 +20,10 @@ def _doc(cid: int, path: str, text: str, h: str) -> tuple[FileFacts, DocumentCon
     return FileFacts(cid, path, h, len(text), "text"), DocumentContent("T", [text], False, [chunk])
 
 
-def _vec(seed: int, dim: int = 8) -> np.ndarray:
+def _vec(seed: int, dim: int = 8) -> list[np.ndarray]:
+    """The vectors of a one-chunk document: one window."""
     v = np.random.default_rng(seed).normal(size=(1, dim)).astype(np.float32)
-    return v / np.linalg.norm(v)
+    return [v / np.linalg.norm(v)]
 
 
 def test_migrations_build_the_declared_schema_and_rerun_safely(store: Any) -> None:
