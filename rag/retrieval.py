@@ -202,29 +202,36 @@ class Retriever:
     def _hybrid(self, snap: Snapshot, query: str, qvec: np.ndarray, dense_ids: np.ndarray, dense_scores: np.ndarray,
                 allowed: np.ndarray | None, limit: int) -> RankedChunks:
         assert snap.vectors is not None
-        lex_ids, lex_scores = snap.lexical.matching(query, allowed)
-        lex_ids, lex_scores = best_first(lex_ids, lex_scores.astype(np.float64))
+        all_lex_ids, all_lex_scores = snap.lexical.matching(query, allowed)  # every match: many in a big store
+        k = max(limit, self.depth)
+        lex_ids, lex_scores = _top(all_lex_ids, all_lex_scores.astype(np.float64), max(k, STANDARDISE_DEPTH))
         dense_std = Standardiser.of(dense_scores[:STANDARDISE_DEPTH])
         lexical_std = Standardiser.of(lex_scores[:STANDARDISE_DEPTH])
-        k = max(limit, self.depth)
-        candidates = np.union1d(dense_ids[:k], lex_ids[:k])
+        candidates = np.union1d(dense_ids[:k], lex_ids[:k])  # sorted
         # Both scores for every candidate, exactly: a chunk one list missed is not scored 0 there.
         d = _lookup(candidates, dense_ids, dense_scores)
         missing = np.isnan(d)
         if missing.any():
             d[missing] = snap.vectors.best_scores(candidates[missing], qvec)
-        lx = np.nan_to_num(_lookup(candidates, lex_ids, lex_scores), nan=0.0)
+        lx = np.nan_to_num(_lookup(candidates, all_lex_ids, all_lex_scores), nan=0.0)
         ids, scores = best_first(candidates, fuse(d, lx, dense_std, lexical_std, self.dense_weight))
         return RankedChunks(ids[:limit], scores[:limit])
 
 
-def _lookup(keys: np.ndarray, ids: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """values[ids == key] for each key; NaN where a key is not among ids."""
-    out = np.full(len(keys), np.nan)
-    if len(ids):
-        order = np.argsort(ids)
-        at = np.clip(np.searchsorted(ids[order], keys), 0, len(ids) - 1)
-        hit = ids[order][at] == keys
-        out[hit] = values[order][at][hit]
-    return out
+def _top(ids: np.ndarray, scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The k best of (ids, scores), best first: a partial selection, then a sort of those k only."""
+    if len(ids) > k:
+        keep = np.argpartition(-scores, k - 1)[:k]
+        ids, scores = ids[keep], scores[keep]
+    return best_first(ids, scores)
 
+
+def _lookup(keys: np.ndarray, ids: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """values[ids == key] for each of the (sorted, few) keys; NaN where a key is not among ids.
+    Each id is looked up among the keys, so the cost is linear in len(ids), with no sort of them."""
+    out = np.full(len(keys), np.nan)
+    if len(ids) and len(keys):
+        at = np.clip(np.searchsorted(keys, ids), 0, len(keys) - 1)
+        hit = keys[at] == ids
+        out[at[hit]] = values[hit]
+    return out
