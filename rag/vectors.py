@@ -221,6 +221,16 @@ class VectorIndex:
             top_scores[i, :len(ids)], top_ids[i, :len(ids)] = s, ids
         return top_scores, top_ids
 
+    def search_windows(self, query: np.ndarray, n: int, allowed: np.ndarray | None = None
+                       ) -> tuple[np.ndarray, np.ndarray]:
+        """The n best windows for one query [dim]: (scores [<=n], their chunk ids [<=n]), best
+        first; a chunk appears once per window it has among them."""
+        packed_allowed = self._packed_ids_of(allowed)[0] if allowed is not None else None
+        scores, packed = self._search_packed(np.ascontiguousarray(query[None, :], np.float32), max(n, 1),
+                                             packed_allowed)
+        found = packed[0] >= 0
+        return scores[0][found], packed[0][found] >> WINDOW_BITS
+
     def _search_packed(self, queries: np.ndarray, k: int, allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         ivf = self._ivf_index()
         selector = faiss.IDSelectorBatch(allowed) if allowed is not None else None
@@ -280,7 +290,12 @@ def window_ids(chunk_ids: np.ndarray) -> np.ndarray:
 def _best_per_chunk(scores: np.ndarray, packed: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """One query's window hits (best first, id -1 = none) -> its top k chunks, each once."""
     found = packed >= 0
-    chunks = packed[found] >> WINDOW_BITS
-    _, first = np.unique(chunks, return_index=True)  # a chunk's first hit is its best window
+    return first_per_chunk(scores[found], packed[found] >> WINDOW_BITS, k)
+
+
+def first_per_chunk(scores: np.ndarray, chunk_ids: np.ndarray, k: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Window hits best first -> (scores, chunk ids) of the first k chunks, each once, scored by its
+    best window (its first hit)."""
+    _, first = np.unique(chunk_ids, return_index=True)
     first = np.sort(first)[:k]
-    return scores[found][first], chunks[first]
+    return scores[first], chunk_ids[first]
