@@ -1,9 +1,9 @@
 """Recall@10 of the approximate (IVF) index against exact search on a real store's vectors, with
 the index scanning the same share of its lists as the default settings scan at a given size.
 
-    python scripts/ivf_recall_real.py STORE_HOME [--at 100000] [--queries 500]
+    python scripts/ivf_recall_real.py STORE_HOME [--at VECTORS] [--queries 500]
 
-Queries are the store's own chunk vectors (a held-out sample), so both indexes see real text
+Queries are the store's own window vectors (a held-out sample), so both indexes see real text
 embeddings rather than the synthetic clusters `ragqa bench search` draws.
 """
 
@@ -23,7 +23,7 @@ from ragqa import wiring
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("home")
-    ap.add_argument("--at", type=int, default=100_000, help="store size whose scanned share is imitated")
+    ap.add_argument("--at", type=int, default=274_587, help="store size (vectors) whose scanned share is imitated")
     ap.add_argument("--queries", type=int, default=500)
     a = ap.parse_args()
     cfg = Settings(home=a.home, database_url="")
@@ -48,7 +48,7 @@ def main() -> None:
     _, truth = exact.search(queries, 10)
     _, got = ivf.search(queries, 10)
     recall = np.mean([len(set(t) & set(g)) / 10 for t, g in zip(truth, got)])
-    print(f"{len(base)} vectors, {nlist} lists, nprobe {nprobe} ({share:.1%} of lists, as at {a.at} chunks): "
+    print(f"{len(base)} vectors, {nlist} lists, nprobe {nprobe} ({share:.1%} of lists, as at {a.at} vectors): "
           f"recall@10 {recall:.4f} over {len(queries)} queries")
 
 
