@@ -262,7 +262,7 @@ class _Job:
                 step = order[at:at + (self.embedder.batch_size if self._reader_busy() else ENCODE_STEP)]
                 vectors[step] = self._encode([texts[j] for j in step])
                 at += len(step)
-            per_chunk = np.split(vectors, np.cumsum([len(ch.vector_texts()) for ch in chunks])[:-1])
+            per_chunk = np.split(vectors, np.cumsum([ch.n_vectors for ch in chunks])[:-1])
             at = 0
             for p in self._batch:
                 content = p.content

@@ -1,8 +1,8 @@
 """Fusing the dense and the lexical ranking into one: pure functions over score arrays.
 
 Why not reciprocal rank fusion: ranks throw away how far ahead the leader is. Here each signal is
-standardised against its own top 1,000 scores for this query (dense: window scores; z-scores: cosine and BM25 live on
-different scales, and BM25's scale changes with the query), the candidates of either list get
+standardised against its own top 1,000 scores for this query (dense: window scores; z-scores:
+cosine and BM25 live on different scales, and BM25's scale changes with the query), the candidates of either list get
 *both* scores computed exactly (a chunk missing from one list is not scored 0 there), and the
 fused score is a weighted sum. On SciFact's training claims this beats RRF by about 0.03 nDCG@10
 (docs/benchmarks.md has the figures and the command).

@@ -27,6 +27,10 @@ class Chunk:
     def vector_texts(self) -> list[str]:
         return [self.text[a:b] for a, b in self.windows] or [self.text]
 
+    @property
+    def n_vectors(self) -> int:
+        return len(self.windows) or 1
+
 
 @dataclass(frozen=True)
 class FileFacts:

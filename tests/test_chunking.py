@@ -39,6 +39,7 @@ def _check_windows(chunker: Chunker, ch: Chunk) -> None:
         assert ch.windows == () and ch.vector_texts() == [ch.text]
         return
     texts = ch.vector_texts()
+    assert len(texts) == ch.n_vectors >= 2
     assert all(chunker.count_tokens(t) <= 24 for t in texts)
     assert all(a < b <= c for (a, b), (c, _) in zip(ch.windows, ch.windows[1:]))
     assert "".join("".join(texts).split()) == "".join(ch.text.split())  # in order, all of it, once
