@@ -82,6 +82,8 @@ class Settings(BaseSettings):
     def _overlap_smaller_than_chunk(self) -> Settings:
         if self.chunk_overlap >= self.chunk_tokens:
             raise ValueError("RAGQA_CHUNK_OVERLAP must be smaller than RAGQA_CHUNK_TOKENS")
+        if 0 < self.window_tokens < 16:  # a window is a few sentences; a few tokens match nothing
+            raise ValueError("RAGQA_WINDOW_TOKENS must be 0 (one vector per chunk) or at least 16")
         return self
 
     @property

@@ -61,6 +61,9 @@ def test_usage_errors_exit_2_with_one_line(tmp_path: Path, cli_env: dict[str, st
     bad_setting = ragqa({**cli_env, "RAGQA_CHUNK_TOKENS": "many"}, "docs")
     _no_traceback(bad_setting)
     assert bad_setting.returncode == 2 and "chunk_tokens" in bad_setting.stderr
+    tiny_windows = ragqa({**cli_env, "RAGQA_WINDOW_TOKENS": "4"}, "docs")
+    _no_traceback(tiny_windows)
+    assert tiny_windows.returncode == 2 and "RAGQA_WINDOW_TOKENS" in tiny_windows.stderr
     assert ragqa(cli_env, "remove", "999").returncode == 1
 
 
