@@ -24,7 +24,8 @@ from typing import BinaryIO
 import faiss
 import numpy as np
 
-#: Above this many vectors (windows, not chunks) the IVF is worth its recall loss (`ragqa bench search` measures both).
+#: Above this many vectors (windows, not chunks) the IVF is worth its recall loss (`ragqa bench
+#: search` measures both).
 EXACT_MAX_DEFAULT = 50_000
 NPROBE_DEFAULT = 128
 #: A filter this selective makes the IVF scan every cluster: few vectors pass, so it stays cheap,
@@ -150,13 +151,13 @@ class VectorIndex:
     def _packed_ids_of(self, chunk_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(FAISS ids of these chunks' windows [m], which of `chunk_ids` each belongs to [m])."""
         table_ids, counts = self._chunk_table()
+        if not len(table_ids):
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
         chunk_ids = np.asarray(chunk_ids, np.int64)
-        at = np.clip(np.searchsorted(table_ids, chunk_ids), 0, max(len(table_ids) - 1, 0))
-        present = (table_ids[at] == chunk_ids) if len(table_ids) else np.zeros(len(chunk_ids), bool)
-        n = np.where(present, counts[at] if len(table_ids) else 0, 0)
+        at = np.minimum(np.searchsorted(table_ids, chunk_ids), len(table_ids) - 1)
+        n = np.where(table_ids[at] == chunk_ids, counts[at], 0)  # windows of each (0: not here)
         owner = np.repeat(np.arange(len(chunk_ids)), n)
-        window = np.arange(len(owner)) - np.repeat(np.cumsum(n) - n, n)
-        return (chunk_ids[owner] << WINDOW_BITS) | window, owner
+        return (chunk_ids[owner] << WINDOW_BITS) | _offsets_within(n), owner
 
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         """Add vectors [n, dim] of new chunks; `ids` [n] names each one's chunk (repeated for a
@@ -211,7 +212,7 @@ class VectorIndex:
         fetch = min(available, k * per_chunk * 2)
         while True:
             scores, packed = self._search_packed(queries, max(fetch, 1), packed_allowed)
-            out = [_best_per_chunk(s, p, k) for s, p in zip(scores, packed)]
+            out = [first_per_chunk(s[p >= 0], p[p >= 0] >> WINDOW_BITS, k) for s, p in zip(scores, packed)]
             if fetch >= available or all(len(ids) == k for _, ids in out):
                 break
             fetch = min(available, fetch * 4)
@@ -279,18 +280,15 @@ class VectorIndex:
 def window_ids(chunk_ids: np.ndarray) -> np.ndarray:
     """[n] FAISS ids for n vectors given each one's chunk id: a chunk's k-th vector gets window k."""
     order = np.argsort(chunk_ids, kind="stable")
-    sorted_ids = chunk_ids[order]
-    starts = np.r_[0, np.flatnonzero(np.diff(sorted_ids)) + 1]
     window = np.empty(len(chunk_ids), np.int64)
-    window[order] = np.arange(len(chunk_ids)) - np.repeat(starts, np.diff(np.r_[starts, len(chunk_ids)]))
+    window[order] = _offsets_within(np.unique(chunk_ids[order], return_counts=True)[1])
     assert window.max(initial=0) < MAX_WINDOWS and chunk_ids.min(initial=0) >= 0
     return (chunk_ids << WINDOW_BITS) | window
 
 
-def _best_per_chunk(scores: np.ndarray, packed: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """One query's window hits (best first, id -1 = none) -> its top k chunks, each once."""
-    found = packed >= 0
-    return first_per_chunk(scores[found], packed[found] >> WINDOW_BITS, k)
+def _offsets_within(counts: np.ndarray) -> np.ndarray:
+    """For runs of these lengths laid end to end, each element's place in its run: [2, 3] -> 0 1 0 1 2."""
+    return np.arange(int(np.sum(counts))) - np.repeat(np.cumsum(counts) - counts, counts)
 
 
 def first_per_chunk(scores: np.ndarray, chunk_ids: np.ndarray, k: int | None = None) -> tuple[np.ndarray, np.ndarray]:

@@ -29,8 +29,7 @@ def main() -> None:
     cfg = Settings(home=a.home, database_url="")
     _, vectors = wiring.open_store(cfg).load_vectors()
     assert vectors is not None, "empty store"
-    ids = vectors.ids()
-    x = vectors.chunk_vectors(ids)[1]  # every window's vector
+    x = vectors.chunk_vectors(vectors.ids())[1]  # every window's vector
     rng = np.random.default_rng(0)
     pick = rng.choice(len(x), min(a.queries, len(x) // 10), replace=False)
     rest = np.setdiff1d(np.arange(len(x)), pick)

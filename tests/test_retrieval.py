@@ -159,7 +159,6 @@ def test_chunks_are_matched_by_their_windows(tmp_path: Path, store, settings, em
     (also after a repair and a re-embedding), and a question matching one sentence of a long
     chunk scores as that sentence's window does, not as the whole chunk's average."""
     from rag.consistency import reembed_store
-    from rag.records import Chunk
 
     windowed = settings.model_copy(update={"window_tokens": 20})
     folder = tmp_path / "w"
@@ -191,4 +190,3 @@ def test_chunks_are_matched_by_their_windows(tmp_path: Path, store, settings, em
     with store.writer():
         reembed_store(store, embedder, lambda t: [t])  # one vector per chunk again
     assert store.check().ok and store.load_vectors()[1].n_vectors == len(rows)
-    assert Chunk(0, chunk_text, 0, 0, 0, 1, 1, 0, 0).vector_texts() == [chunk_text]
