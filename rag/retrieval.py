@@ -20,7 +20,7 @@ from rag import schema as s
 from rag.embedder import Embedder
 from rag.errors import ConfigError, NotFoundError, StoreError
 from rag.fusion import Standardiser, best_first, fuse
-from rag.lexical import LexicalIndex
+from rag.lexical import DocumentStats, LexicalIndex
 from rag.passages import Passage, load_passages
 from rag.store import Store
 from rag.vectors import VectorIndex, first_per_chunk
@@ -83,6 +83,13 @@ class Snapshot:
     vectors: VectorIndex | None
     lexical: LexicalIndex
     table: ChunkTable
+    documents: DocumentStats  # the lexical index's documents, from the table
+
+    @classmethod
+    def of(cls, generation: int, embedding_model: str | None, vectors: VectorIndex | None, lexical: LexicalIndex,
+           table: ChunkTable) -> Snapshot:
+        return cls(generation, embedding_model, vectors, lexical, table,
+                   lexical.document_stats(table.ids, table.document))
 
 
 def load_snapshot(store: Store) -> Snapshot:
@@ -102,7 +109,7 @@ def load_snapshot(store: Store) -> Snapshot:
         lexical_ids = lexical.ids()
         same = np.array_equal(lexical_ids, table.ids) and (vectors is None or len(vectors) == len(table.ids))
         if same and store.index_state().generation == state.generation:
-            return Snapshot(state.generation, state.embedding_model, vectors, lexical, table)
+            return Snapshot.of(state.generation, state.embedding_model, vectors, lexical, table)
     raise StoreError("the store keeps changing under this reader; try again")
 
 
@@ -173,7 +180,7 @@ class Retriever:
         if len(snap.table.ids) == 0 or (allowed is not None and len(allowed) == 0):
             return empty
         if mode == "lexical":
-            ids, scores = snap.lexical.matching(query, allowed)
+            ids, scores = snap.lexical.matching(query, allowed, snap.documents)
             ids, scores = best_first(ids, scores.astype(np.float64))
             return RankedChunks(ids[:limit], scores[:limit])
         qvec = self._query_vector(snap, query, query_vector)
@@ -211,7 +218,7 @@ class Retriever:
         dense_scores, dense_ids = first_per_chunk(window_scores.astype(np.float64), window_chunks)
         if len(dense_ids) < k and len(window_scores) == wanted:  # chunks with very many windows
             dense_ids, dense_scores = self._dense(snap, qvec, k, allowed)
-        all_lex_ids, all_lex_scores = snap.lexical.matching(query, allowed)  # every match: many in a big store
+        all_lex_ids, all_lex_scores = snap.lexical.matching(query, allowed, snap.documents)  # every match: many in a big store
         lex_ids, lex_scores = _top(all_lex_ids, all_lex_scores.astype(np.float64), max(k, STANDARDISE_DEPTH))
         lexical_std = Standardiser.of(lex_scores[:STANDARDISE_DEPTH])
         candidates = np.union1d(dense_ids[:k], lex_ids[:k])  # sorted

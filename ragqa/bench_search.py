@@ -55,7 +55,7 @@ def synthetic_snapshot(n: int, dim: int, exact_max: int, seed: int = 0,
         tf.sum_duplicates()
         lexical.add_counts(ids[a:b], tf, np.full(b - a, TERMS_PER_CHUNK * 2, np.int64))
     table = ChunkTable(ids, ids // 10, np.ones(n, np.int64))
-    return Snapshot(1, model, index, lexical, table), centres
+    return Snapshot.of(1, model, index, lexical, table), centres
 
 
 def synthetic_queries(n: int, seed: int = 1) -> list[str]:

@@ -8,7 +8,7 @@ import bm25s
 import numpy as np
 import pytest
 
-from rag.lexical import MAX_SEGMENTS, LexicalIndex
+from rag.lexical import DOCUMENT_B, DOCUMENT_WEIGHT, MAX_SEGMENTS, LexicalIndex
 
 WORDS = "budget audit falcon river policy travel hotel invoice laptop server holiday canteen permit".split()
 
@@ -83,3 +83,30 @@ def test_save_and_load_keep_scores_and_deletions(tmp_path) -> None:  # type: ign
     assert _ours(loaded, "budget audit") == _ours(index, "budget audit")
     assert 500 in _ours(loaded, "budget audit") and 7 not in _ours(loaded, "budget audit")
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_document_bm25_is_bm25_over_each_documents_chunks_together() -> None:
+    """With chunks that do not overlap, a document's counts are exactly its text's: the document part
+    of a chunk's score must equal bm25s over whole documents (b = DOCUMENT_B), after deletions too."""
+    rng = random.Random(4)
+    topics = [rng.sample(WORDS, 4) for _ in range(30)]  # each document keeps to a few words
+    ids = list(range(1, 201))
+    owner = {i: i // 7 for i in ids}  # documents of up to 7 chunks, of different lengths
+    texts = [" ".join(rng.choice(topics[owner[i]]) for _ in range(rng.randint(3, 40))) for i in ids]
+    index = LexicalIndex()
+    for start in range(0, 200, 40):
+        index.add(ids[start:start + 40], texts[start:start + 40])
+    index.remove(list(range(3, 200, 9)))
+    live = [(i, t) for i, t in zip(ids, texts) if i in set(index.ids().tolist())]
+    docs = sorted({owner[i] for i, _ in live})
+    whole = [" ".join(t for i, t in live if owner[i] == d) for d in docs]
+    stats = index.document_stats(index.ids(), np.asarray([owner[int(i)] for i in index.ids()]))
+    ref_index = LexicalIndex(k1=index.k1, b=DOCUMENT_B)
+    for query in ("budget audit", "falcon river river", "holiday permit laptop"):
+        per_document = _reference(ref_index, docs, whole, query)
+        chunk_ids, with_documents = index.matching(query, None, stats)
+        alone = dict(zip(*index.matching(query)))
+        assert len(chunk_ids) == len(alone) > 0 and len(per_document) < len(docs)
+        for cid, score in zip(chunk_ids.tolist(), with_documents.tolist()):
+            expected = alone[cid] + DOCUMENT_WEIGHT * per_document[owner[cid]]
+            assert abs(score - expected) < 1e-4 * expected

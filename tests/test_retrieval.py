@@ -190,3 +190,45 @@ def test_chunks_are_matched_by_their_windows(tmp_path: Path, store, settings, em
     with store.writer():
         reembed_store(store, embedder, lambda t: [t])  # one vector per chunk again
     assert store.check().ok and store.load_vectors()[1].n_vectors == len(rows)
+
+
+def test_a_passage_ranks_higher_in_a_document_about_the_question(tmp_path: Path, store, settings,
+                                                                  embedder) -> None:  # type: ignore[no-untyped-def]
+    """Two passages name the dredging contractor. The one in the canteen minutes is, alone, the better
+    BM25 match (it is shorter); the other sits in a document about harbour dredging, and its
+    document's BM25 lifts it above."""
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    works = [f"Dredging of the harbour basin, stage {n}, removed silt from berth {n} before the winter storms."
+             for n in range(1, 6)]
+    (folder / "harbour.txt").write_text("Harbour dredging\n\n" + "\n\n".join(
+        works[:3] + ["Tideway Marine is the dredging contractor for the harbour, under the contract signed "
+                     "in March after a long tender in which four firms bid and the council's panel scored each "
+                     "bid on cost, experience and its plan for the silt."] + works[3:]))
+    canteen = ["The canteen will serve soup on Mondays and fish on Fridays from next month, the salad bar moves "
+               "to the window side of the hall once the joiners have fitted the new counters, and the coffee "
+               "machine on the second floor is to be replaced before the summer holidays begin.",
+               "Staff asked for more vegetarian dishes and a later closing time on Thursdays, when the evening "
+               "shift starts; the committee will ask the caterer for prices and a sample menu before its next "
+               "meeting, and will report back to the staff council in the autumn."]
+    (folder / "minutes.txt").write_text("Staff canteen minutes\n\n" + "\n\n".join(
+        [canteen[1], canteen[0], "The meeting noted that Tideway Marine is now the dredging contractor "
+                                 "for the harbour."]))
+    for name, text in (("bread.txt", "Baking bread\n\nKnead the dough for ten minutes, then let it prove."),
+                       ("chess.txt", "Chess openings\n\nThe Sicilian Defence answers e4 with c5."),
+                       ("bees.txt", "Bee keeping\n\nInspect the hives every week in spring."),
+                       ("kites.txt", "Kite flying\n\nA steady wind of ten knots lifts a delta kite."),
+                       ("tides.txt", "Tide tables\n\nSpring tides follow the new and the full moon."),
+                       ("maps.txt", "Map reading\n\nContour lines join points of equal height.")):
+        (folder / name).write_text(text)
+    run_ingest([folder], store, settings, embedder)
+    r = _retriever(store, embedder)
+    snap = r.snapshot()
+    top = r.rank("dredging contractor harbour", "lexical", limit=3)
+    chunk_alone = dict(zip(*snap.lexical.matching("dredging contractor harbour")))
+    with store.engine.connect() as c:
+        texts = dict(c.execute(select(s.chunks.c.id, s.chunks.c.text)).all())
+    best = int(top.ids[0])
+    assert "long tender" in texts[best], texts[best]
+    in_passing = next(cid for cid, text in texts.items() if "meeting noted" in text)
+    assert chunk_alone[in_passing] > chunk_alone[best]  # without the documents' BM25 the order flips
