@@ -4,6 +4,7 @@ dimension and token limit, and loads offline. Nothing is loaded until `Embedder.
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -64,13 +65,18 @@ def resolve_model(setting: str) -> EmbeddingModelRef:
 class Embedder:
     """Encodes texts into normalised float32 vectors."""
 
-    def __init__(self, ref: EmbeddingModelRef, model: Any, batch_size: int) -> None:
+    def __init__(self, ref: EmbeddingModelRef, model: Any, batch_size: int, query_cache: Path | None = None) -> None:
         self.ref = ref
         self.model = model
         self.batch_size = batch_size
+        self._query_cache = query_cache  # where the ONNX query encoder is kept; None: PyTorch only
+        self._query_encoder: Any = None
+        self._lock = threading.Lock()
 
     @classmethod
-    def load(cls, ref: EmbeddingModelRef, *, device: str = "cpu", batch_size: int = 16) -> Embedder:
+    def load(cls, ref: EmbeddingModelRef, *, device: str = "cpu", batch_size: int = 16,
+             query_cache: Path | None = None) -> Embedder:
+        """`query_cache`: a folder for the ONNX query encoder (rag.query_encoder), used on the CPU."""
         offline()
         from sentence_transformers import SentenceTransformer
 
@@ -80,7 +86,7 @@ class Embedder:
             device = "cuda" if torch.cuda.is_available() else "cpu"
         model = SentenceTransformer(str(ref.path), device=device, local_files_only=True)
         model.eval()
-        return cls(ref, model, batch_size)
+        return cls(ref, model, batch_size, query_cache if str(model.device) == "cpu" else None)
 
     @property
     def name(self) -> str:
@@ -98,8 +104,12 @@ class Embedder:
             torch.set_num_threads(n)
 
     def encode_query(self, text: str) -> np.ndarray:
-        """[dim] float32, L2-normalised: one short text straight through the model, without
-        encode()'s batching machinery (a third of a query's embedding time)."""
+        """[dim] float32, L2-normalised: one short text through the ONNX query encoder when there is
+        one, else straight through the PyTorch model, without encode()'s batching machinery."""
+        onnx = self._onnx_encoder()
+        if onnx is not None:
+            vec = onnx.encode(text)
+            return vec / max(float(np.linalg.norm(vec)), 1e-12)
         import torch
 
         with torch.inference_mode():
@@ -108,6 +118,20 @@ class Embedder:
             vec = self.model(features)["sentence_embedding"][0]
             vec = torch.nn.functional.normalize(vec.float(), dim=-1)
         return np.ascontiguousarray(vec.cpu().numpy(), dtype=np.float32)
+
+    def _onnx_encoder(self) -> Any:
+        """Made on the first query (an export takes seconds, once per model); False once it failed."""
+        if self._query_cache is None:
+            return None
+        with self._lock:
+            if self._query_encoder is None:
+                import torch
+
+                from rag.query_encoder import load_query_encoder
+
+                self._query_encoder = load_query_encoder(self.model, self.ref.path, self._query_cache,
+                                                         torch.get_num_threads()) or False
+        return self._query_encoder or None
 
     def encode(self, texts: list[str]) -> np.ndarray:
         """[n, dim] float32, L2-normalised."""

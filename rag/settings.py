@@ -20,6 +20,9 @@ class Settings(BaseSettings):
     )
 
     home: Path = Field(Path(".ragqa"), description="Data folder: database, vector index, originals.")
+    cache_dir: Path | None = Field(
+        None, description="Derived files that can be rebuilt (the ONNX query encoder); default: HOME/cache."
+    )
     database_url: str = Field("", description="SQLAlchemy URL; empty means SQLite in the home.")
 
     embedding_model: str = Field(
@@ -93,6 +96,10 @@ class Settings(BaseSettings):
     @property
     def index_dir(self) -> Path:
         return self.home / "index"
+
+    @property
+    def cache_path(self) -> Path:
+        return self.cache_dir or self.home / "cache"
 
 
 def load_settings(**overrides: object) -> Settings:

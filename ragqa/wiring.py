@@ -27,7 +27,7 @@ def embedding_ref(settings: Settings) -> EmbeddingModelRef:
 def load_embedder(settings: Settings, ref: EmbeddingModelRef | None = None) -> Embedder:
     offline()
     return Embedder.load(ref or embedding_ref(settings), device=settings.device,
-                         batch_size=settings.embedding_batch_size)
+                         batch_size=settings.embedding_batch_size, query_cache=settings.cache_path)
 
 
 def retriever(settings: Settings, store: Store | None = None) -> Retriever:

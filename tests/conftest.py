@@ -14,6 +14,8 @@ from rag.embedder import offline
 from rag.settings import Settings
 
 offline()
+# One ONNX query encoder for the whole run (rag.query_encoder), not an export per test home.
+os.environ.setdefault("RAGQA_CACHE_DIR", str(Path(__import__("tempfile").gettempdir()) / "ragqa-test-cache"))
 
 PG_URL = os.environ.get("RAGQA_TEST_DATABASE_URL", "")
 
