@@ -119,6 +119,10 @@ class Embedder:
             vec = torch.nn.functional.normalize(vec.float(), dim=-1)
         return np.ascontiguousarray(vec.cpu().numpy(), dtype=np.float32)
 
+    def prepare_for_queries(self) -> None:
+        """Export or load the ONNX query encoder now rather than on the first query."""
+        self._onnx_encoder()
+
     def _onnx_encoder(self) -> Any:
         """Made on the first query (an export takes seconds, once per model); False once it failed."""
         if self._query_cache is None:

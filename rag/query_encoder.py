@@ -13,6 +13,7 @@ slower, never wrong. Document embedding in bulk stays on PyTorch, where batches 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -78,7 +79,8 @@ def load_query_encoder(model: Any, model_path: Path, cache_dir: Path, threads: i
         worst = _worst_cosine(model, encoder)
     except Exception as exc:  # any failure here only costs speed: PyTorch serves queries
         log.warning("query encoder: ONNX export or load failed (%s: %s); using PyTorch", type(exc).__name__, exc)
-        path.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # a read-only cache (an app replica) keeps its file
+            path.unlink(missing_ok=True)
         return None
     if worst < MIN_COSINE:
         log.warning("query encoder: ONNX disagrees with PyTorch (cosine %.6f); using PyTorch", worst)

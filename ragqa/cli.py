@@ -66,10 +66,17 @@ def ingest(
     book = PasswordBook.read(password_file) if password_file else None
     store = wiring.open_store(cfg)
     progress = terminal_progress(not as_json)
+    loaded: list[Any] = []
+
+    def load_embedder() -> Any:
+        loaded.append(wiring.load_embedder(cfg))
+        return loaded[-1]
+
     with progress or contextlib.nullcontext():
         summary = run_ingest(paths, store, cfg, wiring.embedding_ref(cfg), collection=collection,
-                             passwords=book, prune=prune, load_embedder=lambda: wiring.load_embedder(cfg),
-                             progress=progress)
+                             passwords=book, prune=prune, load_embedder=load_embedder, progress=progress)
+    for embedder in loaded:  # the model is loaded anyway: make the first search's query encoder now
+        embedder.prepare_for_queries()
     from rag.audit import record
     from ragqa.cli_access import cli_user
 

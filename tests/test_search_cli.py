@@ -23,7 +23,9 @@ def test_search_json_and_text_and_bad_mode(tmp_path: Path, cli_env: dict[str, st
     lib.mkdir()
     make_pdf(lib / "manual.pdf", ["Safety first. Wear gloves.", "The kiln fires clay pots at high temperature."])
     (lib / "sea.md").write_text("# Sea\n\n" + TOPICS["sonar"])
+    cli_env = {**cli_env, "RAGQA_CACHE_DIR": str(tmp_path / "cache")}
     assert ragqa(cli_env, "ingest", str(lib)).returncode == 0
+    assert list((tmp_path / "cache").glob("query-encoder-*.onnx"))  # ready before the first search
     out = ragqa(cli_env, "search", "kiln temperature", "-k", "2", "--json")
     _no_traceback(out)
     assert out.returncode == 0, out.stderr
