@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -140,24 +141,33 @@ class LexicalIndex:
         df = self.df[tids]
         idf = np.log(1 + (self.n_docs - df + 0.5) / (df + 0.5)) * repeats  # Lucene's idf
         avgdl = self.total_len / self.n_docs
-        per_document = documents.scores(self, tids, repeats) if documents is not None else None
-        all_scores, all_ids = [], []
+        # One pass over each term's postings scores the chunks and gathers the document counts.
+        found: list[list[tuple[np.ndarray, np.ndarray]]] = [[] for _ in tids]  # per term: (documents, tf)
+        per_segment = []
         for n, seg in enumerate(self.segments):
             scores = np.zeros(len(seg.ids), np.float32)
-            norm = self.k1 * (1 - self.b + self.b * seg.lengths / avgdl)  # [n]
-            for t, w in zip(tids, idf):
+            for i, (t, w) in enumerate(zip(tids, idf)):
                 if t >= seg.tf.shape[1]:
                     continue
                 lo, hi = seg.tf.indptr[t], seg.tf.indptr[t + 1]
                 rows, tf = seg.tf.indices[lo:hi], seg.tf.data[lo:hi]
-                scores[rows] += w * tf / (tf + norm[rows])  # Lucene 8+: no (k1 + 1), same ranking
-            keep = seg.alive & (scores > 0)
+                norm = self.k1 * (1 - self.b + self.b * seg.lengths[rows] / avgdl)  # [postings]
+                scores[rows] += w * tf / (tf + norm)  # Lucene 8+: no (k1 + 1), same ranking
+                if documents is not None:
+                    found[i].append(documents.owners(n, rows, tf))
+            per_segment.append(scores)
+        per_document = documents.scores(found, repeats) if documents is not None else None
+        all_scores, all_ids = [], []
+        for n, (seg, scores) in enumerate(zip(self.segments, per_segment)):
+            hit = np.flatnonzero(scores)  # the one pass over the whole segment; the rest is per match
+            hit = hit[seg.alive[hit]]
             if allowed is not None:
-                keep &= np.isin(seg.ids, allowed)
+                hit = hit[np.isin(seg.ids[hit], allowed)]
+            kept = scores[hit]
             if per_document is not None:
-                scores[keep] += DOCUMENT_WEIGHT * per_document[documents.row_document[n][keep]]
-            all_scores.append(scores[keep])
-            all_ids.append(seg.ids[keep])
+                kept += DOCUMENT_WEIGHT * per_document[documents.row_document[n][hit]]
+            all_scores.append(kept)
+            all_ids.append(seg.ids[hit])
         return np.concatenate(all_ids), np.concatenate(all_scores)
 
     def _query_terms(self, query: str) -> tuple[list[int], np.ndarray]:
@@ -253,24 +263,36 @@ class DocumentStats:
     lengths: np.ndarray  # [documents] terms
     k1: float
 
-    def scores(self, index: LexicalIndex, tids: list[int], repeats: np.ndarray) -> np.ndarray:
-        """[documents] BM25 of each document for the query terms `tids` (each `repeats` times)."""
+    @cached_property
+    def _norm(self) -> np.ndarray:  # [documents] BM25's length normalisation
+        mean = self.lengths.mean() if len(self.lengths) else 1.0
+        return (self.k1 * (1 - DOCUMENT_B + DOCUMENT_B * self.lengths / max(mean, 1e-9))).astype(np.float32)
+
+    @cached_property
+    def _deletions(self) -> list[bool]:  # per segment: does it hold deleted rows?
+        return [bool((rows < 0).any()) for rows in self.row_document]
+
+    def owners(self, segment: int, rows: np.ndarray, tf: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(document numbers, counts) of one term's postings in some rows of a segment."""
+        owner = self.row_document[segment][rows]
+        if self._deletions[segment]:
+            live = owner >= 0
+            return owner[live], tf[live]
+        return owner, tf
+
+    def scores(self, found: list[list[tuple[np.ndarray, np.ndarray]]], repeats: np.ndarray) -> np.ndarray:
+        """[documents] BM25 of each document for the query's terms, given each term's postings as
+        (document numbers, counts) parts, the term `repeats` times in the query."""
         n = len(self.lengths)
-        out = np.zeros(n, np.float64)
-        if n == 0:
-            return out
-        norm = self.k1 * (1 - DOCUMENT_B + DOCUMENT_B * self.lengths / self.lengths.mean())  # [documents]
-        for t, repeat in zip(tids, repeats):
-            tf = np.zeros(n, np.float64)  # [documents]
-            for seg, rows in zip(index.segments, self.row_document):
-                if t < seg.tf.shape[1]:
-                    lo, hi = seg.tf.indptr[t], seg.tf.indptr[t + 1]
-                    owner = rows[seg.tf.indices[lo:hi]]
-                    live = owner >= 0
-                    tf += np.bincount(owner[live], weights=seg.tf.data[lo:hi][live], minlength=n)
-            df = np.count_nonzero(tf)
-            if df:
-                out += repeat * np.log(1 + (n - df + 0.5) / (df + 0.5)) * tf / (tf + norm)
+        out = np.zeros(n, np.float32)
+        for parts, repeat in zip(found, repeats):
+            if not parts:
+                continue
+            owner = np.concatenate([o for o, _ in parts])
+            tf = np.bincount(owner, weights=np.concatenate([c for _, c in parts]), minlength=n)  # [documents]
+            present = np.flatnonzero(tf)
+            idf = repeat * np.log(1 + (n - len(present) + 0.5) / (len(present) + 0.5))
+            out[present] += idf * tf[present] / (tf[present] + self._norm[present])
         return out
 
 
