@@ -182,8 +182,8 @@ class LexicalIndex:
 
     def document_stats(self, chunk_ids: np.ndarray, documents: np.ndarray) -> DocumentStats:
         """What document-level BM25 needs, for this index as it is now: chunk_ids [n] (sorted, every
-        indexed chunk) and documents [n] the document each belongs to."""
-        assert np.array_equal(chunk_ids, self.ids()), "document table and lexical index disagree"
+        indexed chunk: the caller has checked them against `ids()`) and documents [n] the document
+        each belongs to."""
         names, dense = np.unique(documents, return_inverse=True)
         row_document = []
         for seg in self.segments:

@@ -121,7 +121,7 @@ def _worst_cosine(model: Any, encoder: OnnxQueryEncoder) -> float:
     worst = 1.0
     with torch.inference_mode():
         for text in PROBES:
-            ref = model({k: v for k, v in model.preprocess([text]).items()})["sentence_embedding"][0].float().numpy()
+            ref = model(model.preprocess([text]))["sentence_embedding"][0].float().numpy()
             got = encoder.encode(text)
             cos = float(ref @ got / (np.linalg.norm(ref) * np.linalg.norm(got) + 1e-12))
             worst = min(worst, cos)
