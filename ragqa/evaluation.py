@@ -104,7 +104,8 @@ def rank_documents(retriever: Retriever, beir: BeirSet, mode: Mode, doc_of_chunk
 
 
 def eval_beir(folder: Path, split: str, modes: list[Mode], settings: Settings, work_dir: Path | None = None,
-              progress: Any = None) -> dict[str, dict[str, float]]:
+              progress: Any = None, baselines: bool = False) -> dict[str, dict[str, Any]]:
+    """Metrics per mode; with `baselines`, also per published protocol (ragqa.eval_baselines)."""
     from ingest.pipeline import ingest
     from ragqa import wiring
 
@@ -120,12 +121,19 @@ def eval_beir(folder: Path, split: str, modes: list[Mode], settings: Settings, w
                load_embedder=lambda: wiring.load_embedder(cfg), progress=progress)
         doc_of_chunk = _chunk_owners(store, owners)
         retriever = wiring.retriever(cfg, store)
-        qvecs = retriever.embed_queries(list(beir.queries.values())) if set(modes) - {"lexical"} else None
-        results = {}
+        dense_needed = baselines or set(modes) - {"lexical"}
+        qvecs = retriever.embed_queries(list(beir.queries.values())) if dense_needed else None
+        results: dict[str, dict[str, Any]] = {}
         for mode in modes:
             scores: dict[str, Any] = dict(evaluate(rank_documents(retriever, beir, mode, doc_of_chunk, qvecs), beir.qrels))
             scores.update(mode=mode, documents=len(owners), chunks=len(doc_of_chunk))
             results[mode] = scores
+        if baselines:
+            from ragqa.eval_baselines import baseline_scores
+
+            assert qvecs is not None
+            results.update(baseline_scores(beir.corpus, beir.queries, beir.qrels, retriever.embedder(), qvecs,
+                                           work_dir, progress))
         return results
 
 

@@ -77,13 +77,15 @@ class Experiment:
         """[queries, chunks] each chunk's best window cosine, as the retriever scores it."""
         return self.best_per_doc(queries @ self.windows.T, self.window_chunk)
 
-    def bm25(self, texts: list[str], k1: float = 0.9, b: float = 0.4) -> np.ndarray:
-        """[queries, texts] BM25 scores (0 where no query term matches)."""
+    def bm25(self, texts: list[str], k1: float = 0.9, b: float = 0.4, documents: bool = True) -> np.ndarray:
+        """[queries, texts] BM25 scores (0 where no query term matches); with `documents` (chunks
+        only), plus the document BM25 the retriever adds."""
         index = LexicalIndex(k1, b)
         index.add(np.arange(len(texts)), texts)
+        stats = index.document_stats(np.arange(len(texts)), self.chunk_doc) if documents else None
         out = np.zeros((len(self.qids), len(texts)), np.float32)
         for i, q in enumerate(self.qids):
-            ids, scores = index.matching(self.beir.queries[q], None)
+            ids, scores = index.matching(self.beir.queries[q], None, stats)
             out[i, ids] = scores
         return out
 
@@ -114,23 +116,59 @@ def fuse(dense: np.ndarray, lexical: np.ndarray, w: float = 0.5, depth: int = ST
     return out
 
 
+def fuse_variant(dense: np.ndarray, lexical: np.ndarray, combine: Callable[[np.ndarray, np.ndarray], np.ndarray],
+                 depth: int = STANDARDISE_DEPTH) -> np.ndarray:
+    """As `fuse`, but the two z-score arrays [candidates] go through `combine`."""
+    out = np.full(dense.shape, -np.inf, np.float32)
+    for i in range(len(dense)):
+        d, lx = dense[i], lexical[i]
+        zd, zl = Standardiser.of(np.sort(d)[-depth:]), Standardiser.of(np.sort(lx[lx > 0])[-depth:])
+        cand = np.union1d(np.argsort(-d)[:1000], np.argsort(-lx)[:1000])
+        out[i, cand] = combine(zd(d[cand]), zl(lx[cand]))
+    return out
+
+
+def adaptive(zd: np.ndarray, zl: np.ndarray, alpha: float) -> np.ndarray:
+    """Weights follow how far each signal's leader stands out."""
+    md, ml = max(zd.max(), 1e-3), max(zl.max(), 1e-3)
+    w = 0.5 + alpha * (md - ml) / (md + ml)
+    return w * zd + (1 - w) * zl
+
+
+def fusion_variants(x: Experiment, dense: np.ndarray, lexical: np.ndarray) -> dict[str, Callable[[], str]]:
+    out: dict[str, Callable[[], str]] = {}
+    for a in (0.1, 0.2, 0.3):
+        out[f"hybrid, adaptive weight alpha {a}"] = lambda a=a: x.ndcg(x.best_per_doc(
+            fuse_variant(dense, lexical, lambda zd, zl: adaptive(zd, zl, a))))
+    for c in (2.0, 3.0, 4.0):
+        out[f"hybrid, z-scores clipped at {c}"] = lambda c=c: x.ndcg(x.best_per_doc(
+            fuse_variant(dense, lexical, lambda zd, zl: 0.5 * np.minimum(zd, c) + 0.5 * np.minimum(zl, c))))
+    for g in (0.05, 0.1):
+        out[f"hybrid, + {g} x product of positive z-scores"] = lambda g=g: x.ndcg(x.best_per_doc(
+            fuse_variant(dense, lexical, lambda zd, zl: 0.5 * zd + 0.5 * zl
+                         + g * np.maximum(zd, 0) * np.maximum(zl, 0))))
+    centroid = x.queries @ x.vectors.T  # [queries, chunks] cosine to the mean of each chunk's windows
+    for g in (0.25, 0.5):
+        out[f"hybrid, + {g} x z(chunk centroid cosine)"] = lambda g=g: x.ndcg(x.best_per_doc(
+            fuse(dense, lexical) + g * standardise_docs(centroid, 1000)))
+    return out
+
+
 def standardise_docs(scores: np.ndarray, depth: int = 200) -> np.ndarray:
     return np.stack([Standardiser.of(np.sort(row)[-depth:])(row) for row in scores]).astype(np.float32)
 
 
 def cheap_variants(x: Experiment, dense: np.ndarray, lexical: np.ndarray) -> dict[str, Callable[[], str]]:
     doc_text = [f"{t}\n\n{body}" for t, body in (x.corpus[d] for d in x.docs)]
-    whole_doc_bm25 = x.bm25(doc_text)
+    whole_doc_bm25 = x.bm25(doc_text, documents=False)
     top3 = np.argsort(-fuse(dense, lexical), axis=1)[:, :3]
     prf_queries = x.queries + 0.6 * x.vectors[top3].mean(1)
     prf_queries /= np.linalg.norm(prf_queries, axis=1, keepdims=True)
     prf_dense = x.dense(prf_queries)
-    with_doc_bm25 = lexical + 0.3 * whole_doc_bm25[:, x.chunk_doc]
     out: dict[str, Callable[[], str]] = {
         "dense, first chunk of each document only (the truncating protocol)":
             lambda: x.ndcg(x.best_per_doc(np.where(x.ordinal[None, :] == 0, dense, -1))),
         "lexical, whole documents instead of chunks": lambda: x.ndcg(whole_doc_bm25),
-        "hybrid, chunk BM25 + 0.3 x its document's BM25": lambda: x.ndcg(x.best_per_doc(fuse(dense, with_doc_bm25))),
         "hybrid, fused per document (best dense chunk, whole-document BM25)":
             lambda: x.ndcg(standardise_docs(x.best_per_doc(dense)) + standardise_docs(whole_doc_bm25)),
         "dense, query moved towards the hybrid top 3 (Rocchio, 0.6)": lambda: x.ndcg(x.best_per_doc(prf_dense)),
@@ -180,6 +218,7 @@ def main() -> None:
     ap.add_argument("--split", default="test")
     ap.add_argument("--title-headers", action="store_true")
     ap.add_argument("--sentence-windows", action="store_true")
+    ap.add_argument("--fusion-only", action="store_true", help="only the fusion variants")
     args = ap.parse_args()
     x = Experiment(args.work_dir, args.beir_dir, args.split)
     dense, lexical = x.dense(x.queries), x.bm25(x.texts)  # [queries, chunks] each
@@ -187,7 +226,8 @@ def main() -> None:
     print(f"{x.ndcg(x.best_per_doc(dense))}  dense (as `ragqa eval beir`)")
     print(f"{x.ndcg(x.best_per_doc(lexical))}  lexical (as `ragqa eval beir`)")
     print(f"{x.ndcg(x.best_per_doc(fuse(dense, lexical)))}  hybrid (as `ragqa eval beir`)", flush=True)
-    for name, run in cheap_variants(x, dense, lexical).items():
+    variants = fusion_variants(x, dense, lexical) if args.fusion_only else cheap_variants(x, dense, lexical)
+    for name, run in variants.items():
         print(f"{run()}  {name}", flush=True)
     slow = {}
     if args.title_headers:
