@@ -75,6 +75,8 @@ def write_corpus(corpus: Path, out: Path) -> dict[str, str]:
     out.mkdir(parents=True, exist_ok=True)
     owners: dict[str, str] = {}
     for n, obj in enumerate(_jsonl(corpus)):
+        if not isinstance(obj, dict) or "_id" not in obj:
+            raise ConfigError(f"{corpus.name}: entry {n + 1} has no _id")
         title, text = str(obj.get("title") or "").strip(), str(obj.get("text") or "").strip()
         body = f"{title}\n\n{text}\n" if title else f"{text}\n"
         path = out / f"{n // 1000:04d}" / f"{n:08d}.txt"

@@ -96,3 +96,14 @@ def test_the_command_prints_the_baselines_after_the_modes(tmp_path: Path) -> Non
                                "--json").stdout)
     assert set(as_json) == {"lexical", "baseline-bm25", "baseline-dense"}
     assert not (tmp_path / "home").exists() or not any((tmp_path / "home").iterdir())
+
+
+@pytest.mark.parametrize("line", ['{"title": "t", "text": "no id"}', '["a", "list"]'])
+def test_a_corpus_entry_without_an_id_is_a_clear_error(tmp_path: Path, line: str) -> None:
+    from rag.errors import ConfigError
+    from ragqa.evaluation import write_corpus
+
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text('{"_id": "a", "text": "fine"}\n' + line + "\n")
+    with pytest.raises(ConfigError, match="entry 2 has no _id"):
+        write_corpus(corpus, tmp_path / "out")
