@@ -3,7 +3,9 @@
     ragqa eval beir ../shared/data/scifact --split train --mode all --work-dir /tmp/evalwork/scifact
     python scripts/retrieval_experiments.py /tmp/evalwork/scifact ../shared/data/scifact --split train
     # add --title-headers (re-embeds every chunk after a document's first, minutes) and
-    # --sentence-windows (embeds every two-sentence window of every document, ~17 min on 2 cores)
+    # --sentence-windows (embeds every two-sentence window of every document, ~17 min on 2 cores);
+    # --fusion-only runs only the fusion variants (adaptive weights, clipping, a product bonus, a
+    # third signal from each chunk's window centroid) instead of the cheap ones
 
 It reads the chunks and their window vectors from the kept store and scores every query against every
 chunk in memory, so each variant costs seconds. The first three lines reproduce `ragqa eval beir`
