@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
+from ragqa import cli_access, cli_llm
 from ragqa.cli_common import JsonOpt, edge, settings
 from ragqa.cli_common import print_json as _print_json
 from ragqa.cli_eval import eval_app
@@ -16,7 +17,6 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_
                   help="Question answering over your own documents, with citations.")
 bench_app = typer.Typer(no_args_is_help=True, help="Measure speed (nothing is asserted; numbers are printed).")
 app.add_typer(bench_app, name="bench")
-
 app.add_typer(eval_app, name="eval")
 
 
@@ -405,11 +405,9 @@ def bench_load(
             typer.echo(f"{key:<18} {value}")
     raise typer.Exit(0 if not result["errors"] and not result["lost_documents"] and result["check_ok"] else 1)
 
-
-from ragqa import cli_access, cli_llm  # noqa: E402 - registers `llm` and `bench generate` on the app above
-
-cli_llm.register(app, bench_app, edge, settings, _print_json)
-cli_access.register(app, edge, settings, _print_json)
+# After the commands above, so that `ragqa --help` lists them first.
+cli_llm.register(app, bench_app)
+cli_access.register(app)
 
 
 def main() -> None:
