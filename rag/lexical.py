@@ -10,6 +10,10 @@ A chunk's lexical score is its own BM25 plus half its document's (`DocumentStats
 document that is about the question as a whole ranks above an equal passage from one that mentions
 the terms in passing. The document figures are sums over its chunks, computed at query time from
 the same postings, so there is no second index to keep in step.
+
+Adjacent terms also count as a pair ("vitamin deficiency", stopwords skipped), scored by BM25 like
+a term and added at PAIR_WEIGHT: a passage with the query's words in the query's order ranks above
+one that has them scattered. Pairs live in the same segments as the terms.
 """
 
 from __future__ import annotations
@@ -34,6 +38,10 @@ MAX_SEGMENTS = 8
 # 0.9292 -> 0.9360.
 DOCUMENT_WEIGHT = 0.5
 DOCUMENT_B = 0.75
+# Word pairs' BM25 (chunk and document) in a chunk's lexical score. Measured on both evaluation sets
+# (docs/benchmarks.md, "Word pairs"): hybrid SciFact train nDCG@10 0.7465 -> 0.7507 and CMU success@1
+# 0.9408 -> 0.9554; lexical 0.6955 -> 0.6960 and 0.9360 -> 0.9505.
+PAIR_WEIGHT = 0.25
 
 
 class Analyzer:
@@ -56,15 +64,21 @@ class _Segment:
     lengths: np.ndarray  # [n] terms per chunk
     tf: sp.csc_matrix  # [n, vocab size when built] term frequencies
     alive: np.ndarray  # [n] bool; False once deleted
+    pairs: sp.csc_matrix  # [n, pair vocab size when built] counts of adjacent term pairs
 
 
 class LexicalIndex:
-    def __init__(self, k1: float = 0.9, b: float = 0.4) -> None:
+    def __init__(self, k1: float = 0.9, b: float = 0.4, pairs: bool = True) -> None:
         # k1/b: Anserini's BEIR defaults, which give the published BM25 figures.
         self.k1, self.b = k1, b
         self.analyzer = Analyzer()
         self.vocab: dict[str, int] = {}
         self.df = np.zeros(0, dtype=np.int64)
+        # False for a file written before word pairs: it has none, and gets none until rebuilt whole
+        # (rag.writer does that at the next commit), so no chunk has pairs that another lacks.
+        self.pairs = pairs
+        self.pair_vocab: dict[str, int] = {}  # "term term" -> id
+        self.pair_df = np.zeros(0, dtype=np.int64)
         self.segments: list[_Segment] = []
         self._where: dict[int, tuple[int, int]] = {}  # chunk id -> (segment, row)
         self.n_docs = 0
@@ -76,28 +90,30 @@ class LexicalIndex:
     def add(self, ids: list[int] | np.ndarray, texts: list[str]) -> None:
         if len(ids) == 0:
             return
-        rows, cols, vals, lengths = [], [], [], []
-        for r, text in enumerate(texts):
-            terms = self.analyzer.terms(text)
-            lengths.append(len(terms))
-            counts: dict[int, int] = {}
-            for t in terms:
-                tid = self.vocab.setdefault(t, len(self.vocab))
-                counts[tid] = counts.get(tid, 0) + 1
-            rows += [r] * len(counts)
-            cols += list(counts)
-            vals += list(counts.values())
-        tf = sp.csc_matrix((np.asarray(vals, np.float32), (rows, cols)), shape=(len(texts), len(self.vocab)))
-        self.add_counts(np.asarray(ids, np.int64), tf, np.asarray(lengths, np.int64))
+        terms, pairs, lengths = [], [], []
+        for text in texts:
+            words = self.analyzer.terms(text)
+            lengths.append(len(words))
+            terms.append(_ids(words, self.vocab))
+            if self.pairs:
+                pairs.append(_ids([f"{a} {b}" for a, b in zip(words, words[1:])], self.pair_vocab))
+        self.add_counts(np.asarray(ids, np.int64), _counts(terms, len(texts), len(self.vocab)),
+                        np.asarray(lengths, np.int64),
+                        _counts(pairs, len(texts), len(self.pair_vocab)) if self.pairs else None)
 
-    def add_counts(self, ids: np.ndarray, tf: sp.spmatrix, lengths: np.ndarray) -> None:
+    def add_counts(self, ids: np.ndarray, tf: sp.spmatrix, lengths: np.ndarray, pairs: sp.spmatrix | None = None) -> None:
         """Add chunks already analysed: tf [n, vocabulary] term counts over `self.vocab`'s ids,
-        lengths [n] terms per chunk (stopwords excluded)."""
+        lengths [n] terms per chunk (stopwords excluded), pairs [n, pair ids] adjacent pair counts."""
         tf = _widen(tf, len(self.vocab)).tocsc()
         if len(self.vocab) > len(self.df):
             self.df = np.concatenate([self.df, np.zeros(len(self.vocab) - len(self.df), np.int64)])
         self.df += np.diff(tf.indptr)  # each stored (row, term) entry is one chunk holding the term
-        seg = _Segment(np.asarray(ids, np.int64), np.asarray(lengths, np.int64), tf, np.ones(len(ids), bool))
+        width = max(len(self.pair_vocab), pairs.shape[1] if pairs is not None else 0, len(self.pair_df))
+        pairs = _widen(pairs if pairs is not None else sp.csr_matrix((len(ids), 0), dtype=np.float32), width).tocsc()
+        if width > len(self.pair_df):
+            self.pair_df = np.concatenate([self.pair_df, np.zeros(width - len(self.pair_df), np.int64)])
+        self.pair_df += np.diff(pairs.indptr)
+        seg = _Segment(np.asarray(ids, np.int64), np.asarray(lengths, np.int64), tf, np.ones(len(ids), bool), pairs)
         for r, cid in enumerate(seg.ids):
             assert int(cid) not in self._where, f"chunk {cid} indexed twice"
             self._where[int(cid)] = (len(self.segments), r)
@@ -117,6 +133,7 @@ class LexicalIndex:
             row = where[1]
             seg.alive[row] = False
             self.df[seg.tf[row].nonzero()[1]] -= 1  # the terms this chunk held
+            self.pair_df[seg.pairs[row].nonzero()[1]] -= 1
             self.n_docs -= 1
             self.total_len -= int(seg.lengths[row])
             removed += 1
@@ -134,29 +151,19 @@ class LexicalIndex:
     def matching(self, query: str, allowed: np.ndarray | None = None, documents: DocumentStats | None = None
                  ) -> tuple[np.ndarray, np.ndarray]:
         """(chunk ids [n], scores [n]) of every chunk that matches a query term, unordered. With
-        `documents`, each score also holds DOCUMENT_WEIGHT times its document's BM25."""
-        tids, repeats = self._query_terms(query)
+        `documents`, each score also holds DOCUMENT_WEIGHT times its document's BM25; with word
+        pairs, PAIR_WEIGHT times the same for the query's adjacent pairs."""
+        words = self.analyzer.terms(query)
+        tids, repeats = _query_ids(words, self.vocab)
         if not tids or not self.n_docs:
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
-        df = self.df[tids]
-        idf = np.log(1 + (self.n_docs - df + 0.5) / (df + 0.5)) * repeats  # Lucene's idf
-        avgdl = self.total_len / self.n_docs
-        # One pass over each term's postings scores the chunks and gathers the document counts.
-        found: list[list[tuple[np.ndarray, np.ndarray]]] = [[] for _ in tids]  # per term: (documents, tf)
-        per_segment = []
-        for n, seg in enumerate(self.segments):
-            scores = np.zeros(len(seg.ids), np.float32)
-            for i, (t, w) in enumerate(zip(tids, idf)):
-                if t >= seg.tf.shape[1]:
-                    continue
-                lo, hi = seg.tf.indptr[t], seg.tf.indptr[t + 1]
-                rows, tf = seg.tf.indices[lo:hi], seg.tf.data[lo:hi]
-                norm = self.k1 * (1 - self.b + self.b * seg.lengths[rows] / avgdl)  # [postings]
-                scores[rows] += w * tf / (tf + norm)  # Lucene 8+: no (k1 + 1), same ranking
-                if documents is not None:
-                    found[i].append(documents.owners(n, rows, tf))
-            per_segment.append(scores)
-        per_document = documents.scores(found, repeats) if documents is not None else None
+        per_segment, per_document = self._postings_scores(tids, repeats, self.df, "tf", documents)
+        pids, pair_repeats = _query_ids([f"{a} {b}" for a, b in zip(words, words[1:])], self.pair_vocab)
+        if self.pairs and pids:
+            pair_segment, pair_document = self._postings_scores(pids, pair_repeats, self.pair_df, "pairs", documents)
+            per_segment = [a + PAIR_WEIGHT * b for a, b in zip(per_segment, pair_segment)]
+            if per_document is not None and pair_document is not None:
+                per_document = per_document + PAIR_WEIGHT * pair_document
         all_scores, all_ids = [], []
         for n, (seg, scores) in enumerate(zip(self.segments, per_segment)):
             hit = np.flatnonzero(scores)  # the one pass over the whole segment; the rest is per match
@@ -165,20 +172,36 @@ class LexicalIndex:
                 hit = hit[np.isin(seg.ids[hit], allowed)]
             kept = scores[hit]
             if per_document is not None:
+                assert documents is not None
                 kept += DOCUMENT_WEIGHT * per_document[documents.row_document[n][hit]]
             all_scores.append(kept)
             all_ids.append(seg.ids[hit])
         return np.concatenate(all_ids), np.concatenate(all_scores)
 
-    def _query_terms(self, query: str) -> tuple[list[int], np.ndarray]:
-        """The query's known terms (sorted ids) and how often each occurs in it (a repeated query
-        word counts again, as in Lucene)."""
-        counts: dict[int, int] = {}
-        for t in self.analyzer.terms(query):
-            if t in self.vocab:
-                counts[self.vocab[t]] = counts.get(self.vocab[t], 0) + 1
-        tids = sorted(counts)
-        return tids, np.asarray([counts[t] for t in tids], np.float64)
+    def _postings_scores(self, tids: list[int], repeats: np.ndarray, df_all: np.ndarray, which: str,
+                         documents: DocumentStats | None) -> tuple[list[np.ndarray], np.ndarray | None]:
+        """BM25 of these terms (or pairs: `which` names the segment matrix) for every row of every
+        segment ([rows] each), and for every document ([documents]) when `documents` is given."""
+        df = df_all[tids]
+        idf = np.log(1 + (self.n_docs - df + 0.5) / (df + 0.5)) * repeats  # Lucene's idf
+        avgdl = self.total_len / self.n_docs
+        # One pass over each term's postings scores the chunks and gathers the document counts.
+        found: list[list[tuple[np.ndarray, np.ndarray]]] = [[] for _ in tids]  # per term: (documents, tf)
+        per_segment = []
+        for n, seg in enumerate(self.segments):
+            matrix = getattr(seg, which)
+            scores = np.zeros(len(seg.ids), np.float32)
+            for i, (t, w) in enumerate(zip(tids, idf)):
+                if t >= matrix.shape[1]:
+                    continue
+                lo, hi = matrix.indptr[t], matrix.indptr[t + 1]
+                rows, tf = matrix.indices[lo:hi], matrix.data[lo:hi]
+                norm = self.k1 * (1 - self.b + self.b * seg.lengths[rows] / avgdl)  # [postings]
+                scores[rows] += w * tf / (tf + norm)  # Lucene 8+: no (k1 + 1), same ranking
+                if documents is not None:
+                    found[i].append(documents.owners(n, rows, tf))
+            per_segment.append(scores)
+        return per_segment, documents.scores(found, repeats) if documents is not None else None
 
     def document_stats(self, chunk_ids: np.ndarray, documents: np.ndarray) -> DocumentStats:
         """What document-level BM25 needs, for this index as it is now: chunk_ids [n] (sorted, every
@@ -204,10 +227,15 @@ class LexicalIndex:
             "params": np.asarray([self.k1, self.b], np.float64),
             "vocab": np.asarray("\n".join(self.vocab)), "df": self.df,  # terms are \w+ stems: no newlines
         }
+        if self.pairs:  # a file without these is from before word pairs
+            arrays.update(pair_vocab=np.asarray("\n".join(self.pair_vocab)), pair_df=self.pair_df)
         for n, seg in enumerate(self.segments):
             arrays.update({f"s{n}_ids": seg.ids, f"s{n}_lengths": seg.lengths, f"s{n}_alive": seg.alive,
                            f"s{n}_data": seg.tf.data, f"s{n}_indices": seg.tf.indices,
                            f"s{n}_indptr": seg.tf.indptr, f"s{n}_shape": np.asarray(seg.tf.shape)})
+            if self.pairs:
+                arrays.update({f"s{n}_pdata": seg.pairs.data, f"s{n}_pindices": seg.pairs.indices,
+                               f"s{n}_pindptr": seg.pairs.indptr, f"s{n}_pshape": np.asarray(seg.pairs.shape)})
         write_atomically(path, lambda fh: np.savez(fh, **arrays))
 
     @classmethod
@@ -226,15 +254,21 @@ class LexicalIndex:
     @classmethod
     def _from_arrays(cls, z: Any) -> LexicalIndex:
         k1, b = z["params"].tolist()
-        out = cls(k1=k1, b=b)
-        vocab = str(z["vocab"])
-        out.vocab = {t: i for i, t in enumerate(vocab.split("\n"))} if vocab else {}
+        out = cls(k1=k1, b=b, pairs="pair_df" in z)
+        out.vocab = _read_vocab(z["vocab"])
         out.df = z["df"]
+        if out.pairs:
+            out.pair_vocab, out.pair_df = _read_vocab(z["pair_vocab"]), z["pair_df"]
         n = 0
         while f"s{n}_ids" in z:
             tf = sp.csc_matrix((z[f"s{n}_data"], z[f"s{n}_indices"], z[f"s{n}_indptr"]),
                                shape=tuple(z[f"s{n}_shape"]))
-            seg = _Segment(z[f"s{n}_ids"], z[f"s{n}_lengths"], tf, z[f"s{n}_alive"].copy())
+            if out.pairs:
+                pairs = sp.csc_matrix((z[f"s{n}_pdata"], z[f"s{n}_pindices"], z[f"s{n}_pindptr"]),
+                                      shape=tuple(z[f"s{n}_pshape"]))
+            else:
+                pairs = sp.csc_matrix((tf.shape[0], 0), dtype=np.float32)
+            seg = _Segment(z[f"s{n}_ids"], z[f"s{n}_lengths"], tf, z[f"s{n}_alive"].copy(), pairs)
             out.segments.append(seg)
             for r in np.flatnonzero(seg.alive):
                 out._where[int(seg.ids[r])] = (n, int(r))
@@ -250,7 +284,10 @@ class LexicalIndex:
         tf = sp.vstack([_widen(seg.tf[seg.alive], width) for seg in parts]).tocsc() if parts else sp.csc_matrix((0, width))
         ids = np.concatenate([seg.ids[seg.alive] for seg in parts]) if parts else np.zeros(0, np.int64)
         lengths = np.concatenate([seg.lengths[seg.alive] for seg in parts]) if parts else np.zeros(0, np.int64)
-        self.segments = [_Segment(ids, lengths, tf, np.ones(len(ids), bool))]
+        pair_width = len(self.pair_df)
+        pairs = (sp.vstack([_widen(seg.pairs[seg.alive], pair_width) for seg in parts]).tocsc() if parts
+                 else sp.csc_matrix((0, pair_width), dtype=np.float32))
+        self.segments = [_Segment(ids, lengths, tf, np.ones(len(ids), bool), pairs)]
         self._where = {int(c): (0, r) for r, c in enumerate(ids)}
 
 
@@ -294,6 +331,36 @@ class DocumentStats:
             idf = repeat * np.log(1 + (n - len(present) + 0.5) / (len(present) + 0.5))
             out[present] += idf * tf[present] / (tf[present] + self._norm[present])
         return out
+
+
+def _read_vocab(joined: np.ndarray) -> dict[str, int]:
+    text = str(joined)
+    return {t: i for i, t in enumerate(text.split("\n"))} if text else {}
+
+
+def _ids(keys: list[str], vocab: dict[str, int]) -> list[int]:
+    """Each key's id, new keys added to `vocab`."""
+    return [vocab.setdefault(k, len(vocab)) for k in keys]
+
+
+def _counts(rows_of_ids: list[list[int]], n: int, width: int) -> sp.csc_matrix:
+    """[n, width] how often each id occurs in each row."""
+    rows = np.repeat(np.arange(n), [len(r) for r in rows_of_ids])
+    cols = np.fromiter((i for r in rows_of_ids for i in r), np.int64, count=len(rows))
+    m = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(n, width))
+    m.sum_duplicates()
+    return m.tocsc()
+
+
+def _query_ids(keys: list[str], vocab: dict[str, int]) -> tuple[list[int], np.ndarray]:
+    """The known keys' ids (sorted) and how often each occurs in the query (a repeated query word
+    counts again, as in Lucene)."""
+    counts: dict[int, int] = {}
+    for k in keys:
+        if k in vocab:
+            counts[vocab[k]] = counts.get(vocab[k], 0) + 1
+    tids = sorted(counts)
+    return tids, np.asarray([counts[t] for t in tids], np.float64)
 
 
 def _widen(m: sp.spmatrix, width: int) -> sp.csr_matrix:

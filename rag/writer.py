@@ -161,9 +161,7 @@ class StoreWriter:
                     vectors.remove(np.asarray(removed, dtype=np.int64))
                     if added_ids:
                         vectors.add(np.concatenate(added_owners), np.concatenate(added_vecs))
-                lexical.remove(removed)
-                if added_ids:
-                    lexical.add(np.concatenate(added_ids), added_texts)
+                lexical = _update_lexical(conn, lexical, removed, added_ids, added_texts)
                 generation = state.generation + 1
                 count = conn.execute(select(func.count()).select_from(s.chunks)).scalar_one()
                 assert len(lexical) == count, (len(lexical), count)
@@ -309,3 +307,22 @@ def _title_from_path(path: str) -> str:
     from pathlib import Path
 
     return Path(path).stem
+
+
+def _update_lexical(conn: Connection, lexical: LexicalIndex, removed: list[int], added_ids: list[np.ndarray],
+                    added_texts: list[str]) -> LexicalIndex:
+    """The lexical index after this commit's removals and additions (SQL already has them). An
+    index written before word pairs is instead built again from every chunk's text, once, so that
+    every chunk has its pairs indexed, not only the new ones."""
+    if not lexical.pairs:
+        rebuilt = LexicalIndex(lexical.k1, lexical.b)
+        last = -1
+        while rows := conn.execute(select(s.chunks.c.id, s.chunks.c.text).where(s.chunks.c.id > last)
+                                   .order_by(s.chunks.c.id).limit(4096)).all():
+            rebuilt.add(np.asarray([r[0] for r in rows], np.int64), [r[1] for r in rows])
+            last = rows[-1][0]
+        return rebuilt
+    lexical.remove(removed)
+    if added_ids:
+        lexical.add(np.concatenate(added_ids), added_texts)
+    return lexical

@@ -3,7 +3,8 @@ sizes, and on the user's own store; for an approximate index, its recall against
 
 Synthetic stores live in memory (the ranking work of a search: embedding, FAISS, BM25, fusion):
 vectors are drawn around a few thousand cluster centres, as real embeddings cluster by topic, and
-chunk texts are Zipf-distributed words, as real text is. On the user's store the whole search is
+chunk texts are Zipf-distributed words, as real text is, with their adjacent pairs indexed as word
+pairs (hashed; the queries' pairs rarely occur in such random text, so their cost is a lower bound). On the user's store the whole search is
 timed, passage assembly from SQL included.
 """
 
@@ -20,6 +21,7 @@ from rag.retrieval import ChunkTable, Retriever, Snapshot
 from rag.vectors import VectorIndex
 
 VOCABULARY = 50_000
+PAIR_BUCKETS = 1 << 22  # word pairs (rag.lexical) are hashed into this many ids
 TERMS_PER_CHUNK = 80  # distinct stems in a chunk of ~190 tokens, stopwords removed
 CENTRES = 2000
 #: Share of chunks with 1, 2, 3, 4 vectors: 2.75 on average, as real stores with the default
@@ -53,15 +55,29 @@ def synthetic_snapshot(n: int, dim: int, exact_max: int, seed: int = 0,
         rows = np.repeat(np.arange(b - a), TERMS_PER_CHUNK)
         tf = sp.csr_matrix((np.ones(rows.size, np.float32), (rows, terms.ravel())), shape=(b - a, VOCABULARY))
         tf.sum_duplicates()
-        lexical.add_counts(ids[a:b], tf, np.full(b - a, TERMS_PER_CHUNK * 2, np.int64))
+        pair_rows = np.repeat(np.arange(b - a), TERMS_PER_CHUNK - 1)
+        pair_ids = _pair_id(terms[:, :-1], terms[:, 1:]).ravel()
+        pairs = sp.csr_matrix((np.ones(pair_rows.size, np.float32), (pair_rows, pair_ids)), shape=(b - a, PAIR_BUCKETS))
+        pairs.sum_duplicates()
+        lexical.add_counts(ids[a:b], tf, np.full(b - a, TERMS_PER_CHUNK * 2, np.int64), pairs)
     table = ChunkTable(ids, ids // 10, np.ones(n, np.int64))
     return Snapshot.of(1, model, index, lexical, table), centres
 
 
-def synthetic_queries(n: int, seed: int = 1) -> list[str]:
-    """Queries of 3 to 8 words of middling frequency, as people type them."""
+def synthetic_queries(n: int, seed: int = 1, lexical: LexicalIndex | None = None) -> list[str]:
+    """Queries of 3 to 8 words of middling frequency, as people type them. With `lexical` (a
+    synthetic store's), their word pairs are made known to it, so that searches score them."""
     rng = np.random.default_rng(seed)
-    return [" ".join(f"w{t}" for t in rng.integers(20, 5000, rng.integers(3, 9))) for _ in range(n)]
+    words = [rng.integers(20, 5000, rng.integers(3, 9)) for _ in range(n)]
+    if lexical is not None:
+        for w in words:
+            for a, b, pid in zip(w, w[1:], _pair_id(w[:-1], w[1:]).tolist()):
+                lexical.pair_vocab[f"w{a} w{b}"] = pid
+    return [" ".join(f"w{t}" for t in w) for w in words]
+
+
+def _pair_id(first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    return (first.astype(np.int64) * VOCABULARY + second) % PAIR_BUCKETS
 
 
 def time_queries(run: Any, queries: list[str], warmup: int = 5) -> dict[str, float]:
@@ -98,7 +114,7 @@ def bench_synthetic(retriever: Retriever, n: int, exact_max: int, queries: int) 
     built = time.perf_counter() - t0
     assert snap.vectors is not None
     out: dict[str, Any] = {"chunks": n, "index": snap.vectors.describe(), "build_s": round(built, 1)}
-    texts = synthetic_queries(queries)
+    texts = synthetic_queries(queries, lexical=snap.lexical)
     for mode in ("hybrid", "dense", "lexical"):
         out[mode] = time_queries(lambda q, m=mode: retriever.rank(q, m, snap=snap), texts)
     out["embed_query"] = time_queries(lambda q: retriever.embedder().encode_query(q), texts)

@@ -8,7 +8,7 @@ import bm25s
 import numpy as np
 import pytest
 
-from rag.lexical import DOCUMENT_B, DOCUMENT_WEIGHT, MAX_SEGMENTS, LexicalIndex
+from rag.lexical import DOCUMENT_B, DOCUMENT_WEIGHT, MAX_SEGMENTS, PAIR_WEIGHT, LexicalIndex
 
 WORDS = "budget audit falcon river policy travel hotel invoice laptop server holiday canteen permit".split()
 
@@ -23,7 +23,31 @@ def _reference(index: LexicalIndex, ids: list[int], texts: list[str], query: str
     ref.index([index.analyzer.terms(t) for t in texts], show_progress=False)
     q = index.analyzer.terms(query)
     scores = ref.get_scores(q)
-    return {ids[i]: float(s) for i, s in enumerate(scores) if s > 0}
+    out = {ids[i]: float(s) for i, s in enumerate(scores) if s > 0}
+    if index.pairs:
+        for i, s in _pair_reference(index, ids, texts, query).items():
+            out[i] += PAIR_WEIGHT * s
+    return out
+
+
+def _pair_reference(index: LexicalIndex, ids: list[int], texts: list[str], query: str) -> dict[int, float]:
+    """Lucene's BM25 with adjacent term pairs as the terms (lengths: the chunks' term counts)."""
+    terms = [index.analyzer.terms(t) for t in texts]
+    pairs = [list(zip(t, t[1:])) for t in terms]
+    avgdl = sum(map(len, terms)) / len(terms)
+    q = index.analyzer.terms(query)
+    out = {}
+    for n, (cid, have) in enumerate(zip(ids, pairs)):
+        score = 0.0
+        for pair in zip(q, q[1:]):
+            df = sum(pair in p for p in pairs)
+            tf = have.count(pair)
+            if tf:
+                idf = np.log(1 + (len(texts) - df + 0.5) / (df + 0.5))
+                score += idf * tf / (tf + index.k1 * (1 - index.b + index.b * len(terms[n]) / avgdl))
+        if score:
+            out[cid] = score
+    return out
 
 
 def _ours(index: LexicalIndex, query: str) -> dict[int, float]:
@@ -31,11 +55,12 @@ def _ours(index: LexicalIndex, query: str) -> dict[int, float]:
     return {int(i): float(s) for i, s in zip(ids, scores)}
 
 
+@pytest.mark.parametrize("pairs", [False, True])
 @pytest.mark.parametrize("query", ["budget audit", "falcon river river", "holiday permit laptop"])
-def test_scores_equal_bm25s_after_adds_and_removals(query: str) -> None:
+def test_scores_equal_bm25s_after_adds_and_removals(query: str, pairs: bool) -> None:
     texts = _corpus(300, seed=1)
     ids = list(range(1000, 1300))
-    index = LexicalIndex()
+    index = LexicalIndex(pairs=pairs)
     for start in range(0, 300, 25):  # many small batches: segments, then merges
         index.add(ids[start:start + 25], texts[start:start + 25])
     assert len(index.segments) <= MAX_SEGMENTS
@@ -93,7 +118,7 @@ def test_document_bm25_is_bm25_over_each_documents_chunks_together() -> None:
     ids = list(range(1, 201))
     owner = {i: i // 7 for i in ids}  # documents of up to 7 chunks, of different lengths
     texts = [" ".join(rng.choice(topics[owner[i]]) for _ in range(rng.randint(3, 40))) for i in ids]
-    index = LexicalIndex()
+    index = LexicalIndex(pairs=False)  # word pairs go through the same document code as terms
     for start in range(0, 200, 40):
         index.add(ids[start:start + 40], texts[start:start + 40])
     index.remove(list(range(3, 200, 9)))
@@ -101,7 +126,7 @@ def test_document_bm25_is_bm25_over_each_documents_chunks_together() -> None:
     docs = sorted({owner[i] for i, _ in live})
     whole = [" ".join(t for i, t in live if owner[i] == d) for d in docs]
     stats = index.document_stats(index.ids(), np.asarray([owner[int(i)] for i in index.ids()]))
-    ref_index = LexicalIndex(k1=index.k1, b=DOCUMENT_B)
+    ref_index = LexicalIndex(k1=index.k1, b=DOCUMENT_B, pairs=False)
     for query in ("budget audit", "falcon river river", "holiday permit laptop"):
         per_document = _reference(ref_index, docs, whole, query)
         chunk_ids, with_documents = index.matching(query, None, stats)
@@ -110,3 +135,25 @@ def test_document_bm25_is_bm25_over_each_documents_chunks_together() -> None:
         for cid, score in zip(chunk_ids.tolist(), with_documents.tolist()):
             expected = alone[cid] + DOCUMENT_WEIGHT * per_document[owner[cid]]
             assert abs(score - expected) < 1e-4 * expected
+
+
+def test_words_in_the_querys_order_rank_above_the_same_words_scattered(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    texts = ["the vitamin deficiency report lists each case with notes", "report: vitamin levels, a deficiency case",
+             "falcon river travel"]
+    index, plain = LexicalIndex(), LexicalIndex(pairs=False)
+    for idx in (index, plain):
+        idx.add([1, 2, 3], texts)
+    alone = _ours(plain, "vitamin deficiency")
+    assert alone[2] > alone[1]  # the same words; chunk 1 is longer
+    ours = _ours(index, "vitamin deficiency")
+    assert ours[1] > ours[2] == pytest.approx(alone[2])  # only chunk 1 has the words side by side
+    assert _ours(index, "deficiency vitamin") == pytest.approx(alone)  # the other order is no pair here
+
+    # A file from before word pairs loads without them and scores as it did.
+    plain.save(tmp_path / "old.npz")
+    old = LexicalIndex.load(tmp_path / "old.npz")
+    assert not old.pairs and _ours(old, "vitamin deficiency") == pytest.approx(alone)
+    old.add([4], ["vitamin deficiency again"])  # and takes none until rebuilt whole (rag.writer)
+    assert not old.pair_vocab
+    index.save(tmp_path / "new.npz")
+    assert _ours(LexicalIndex.load(tmp_path / "new.npz"), "vitamin deficiency") == pytest.approx(ours)

@@ -148,3 +148,25 @@ def test_lexical_index_follows_commits_and_repair_rebuilds_it(store: Any) -> Non
     assert not report.ok and any("lexical" in p for p in report.problems)
     assert store.repair().ok
     assert store.load_lexical().search("falcon", 5)[1].size == 1
+
+
+def test_a_lexical_index_from_before_word_pairs_is_rebuilt_whole_at_the_next_commit(store: Any) -> None:
+    from rag.lexical import LexicalIndex
+
+    with store.writer() as w:
+        cid = w.ensure_collection("default")
+        w.put_document(*_doc(cid, "/d/0.txt", "hotel invoices for travel", "h0"), _vec(0), "m", "test recipe")
+    # The file as an older version wrote it: the same chunks, no word pairs.
+    current = store.load_lexical()
+    old = LexicalIndex(pairs=False)
+    with store.engine.connect() as c:
+        rows = c.execute(schema.chunks.select().with_only_columns(schema.chunks.c.id, schema.chunks.c.text)).all()
+    old.add([r[0] for r in rows], [r[1] for r in rows])
+    old.save(store.lexical_path(store.index_state().generation))
+    assert not store.load_lexical().pairs and store.check().ok  # still a valid index: searches work
+    assert current.pairs and "hotel invoic" in current.pair_vocab
+    with store.writer() as w:
+        w.put_document(*_doc(cid, "/d/1.txt", "falcon river", "h1"), _vec(1), "m", "test recipe")
+    upgraded = store.load_lexical()
+    assert upgraded.pairs and {"hotel invoic", "falcon river"} <= set(upgraded.pair_vocab)  # old chunk too
+    assert len(upgraded) == 2 and store.check().ok
