@@ -159,11 +159,11 @@ class LexicalIndex:
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
         per_segment, per_document = self._postings_scores(tids, repeats, self.df, "tf", documents)
         pids, pair_repeats = _query_ids([f"{a} {b}" for a, b in zip(words, words[1:])], self.pair_vocab)
-        if self.pairs and pids:
-            pair_segment, pair_document = self._postings_scores(pids, pair_repeats, self.pair_df, "pairs", documents)
-            per_segment = [a + PAIR_WEIGHT * b for a, b in zip(per_segment, pair_segment)]
+        if self.pairs and pids:  # weighted through the idf, added into the same arrays: no pass over all rows
+            _, pair_document = self._postings_scores(pids, PAIR_WEIGHT * pair_repeats, self.pair_df, "pairs",
+                                                     documents, into=per_segment)
             if per_document is not None and pair_document is not None:
-                per_document = per_document + PAIR_WEIGHT * pair_document
+                per_document += pair_document
         all_scores, all_ids = [], []
         for n, (seg, scores) in enumerate(zip(self.segments, per_segment)):
             hit = np.flatnonzero(scores)  # the one pass over the whole segment; the rest is per match
@@ -179,9 +179,11 @@ class LexicalIndex:
         return np.concatenate(all_ids), np.concatenate(all_scores)
 
     def _postings_scores(self, tids: list[int], repeats: np.ndarray, df_all: np.ndarray, which: str,
-                         documents: DocumentStats | None) -> tuple[list[np.ndarray], np.ndarray | None]:
+                         documents: DocumentStats | None, into: list[np.ndarray] | None = None
+                         ) -> tuple[list[np.ndarray], np.ndarray | None]:
         """BM25 of these terms (or pairs: `which` names the segment matrix) for every row of every
-        segment ([rows] each), and for every document ([documents]) when `documents` is given."""
+        segment ([rows] each; added to `into`'s arrays when given), and for every document
+        ([documents]) when `documents` is given. `repeats` multiplies each term's weight."""
         df = df_all[tids]
         idf = np.log(1 + (self.n_docs - df + 0.5) / (df + 0.5)) * repeats  # Lucene's idf
         avgdl = self.total_len / self.n_docs
@@ -190,7 +192,7 @@ class LexicalIndex:
         per_segment = []
         for n, seg in enumerate(self.segments):
             matrix = getattr(seg, which)
-            scores = np.zeros(len(seg.ids), np.float32)
+            scores = into[n] if into is not None else np.zeros(len(seg.ids), np.float32)
             for i, (t, w) in enumerate(zip(tids, idf)):
                 if t >= matrix.shape[1]:
                     continue
