@@ -68,11 +68,16 @@ def baseline_scores(corpus: Path, queries: dict[str, str], qrels: Any, embedder:
     return out
 
 
-def bm25_run(entries: Entries, queries: dict[str, str]) -> dict[str, list[str]]:
-    """BM25 over whole entries: the product's analyzer and Anserini's k1 0.9, b 0.4, no chunks and
-    no document term (an entry is its own document)."""
-    index = LexicalIndex()
+def whole_entry_index(entries: Entries) -> LexicalIndex:
+    """BM25 as published: the product's analyzer and Anserini's k1 0.9, b 0.4 over whole entries;
+    no chunks, no document term (an entry is its own document) and no word pairs."""
+    index = LexicalIndex(0.9, 0.4, pairs=False)
     index.add(np.arange(len(entries.ids)), entries.bm25_texts)
+    return index
+
+
+def bm25_run(entries: Entries, queries: dict[str, str]) -> dict[str, list[str]]:
+    index = whole_entry_index(entries)
     run: dict[str, list[str]] = {}
     for qid, text in queries.items():
         rows, scores = index.matching(text)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from rag.settings import Settings
-from ragqa.eval_baselines import Entries, entry_vectors
+from ragqa.eval_baselines import Entries, entry_vectors, whole_entry_index
 from ragqa.evaluation import eval_beir
 
 SHORT = {
@@ -42,6 +42,8 @@ def test_the_dense_baseline_embeds_each_entry_as_the_model_truncates_it(tmp_path
     _beir(tmp_path / "set")
     entries = Entries.read(tmp_path / "set" / "corpus.jsonl")
     assert entries.dense_texts[0] == f"Kiln {SHORT['kiln']}"  # MTEB joins title and text with a space
+    bm25 = whole_entry_index(entries)  # the published BM25: plain terms, Anserini's parameters
+    assert not bm25.pairs and (bm25.k1, bm25.b) == (0.9, 0.4) and len(bm25) == 5
     vectors = entry_vectors(entries, embedder, tmp_path / "cache")
     head_only = embedder.encode([f"Ledger {HEAD}"])[0]
     assert float(vectors[-1] @ head_only) > 0.9999, "the ledger's tail changed its vector: not truncated"
