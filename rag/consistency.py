@@ -4,7 +4,7 @@ all three rebuild the index from SQL rows."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -14,7 +14,7 @@ from sqlalchemy import Connection, bindparam, func, select, update
 from rag import schema as s
 from rag.errors import one_line
 from rag.lexical import LexicalIndex
-from rag.store import CheckReport, Store, vectors_from_blobs
+from rag.store import CheckReport, Store, chunk_batches, vectors_from_blobs
 from rag.vectors import VectorIndex
 
 if TYPE_CHECKING:
@@ -130,7 +130,7 @@ def repair_store(store: Store) -> CheckReport:
             dim = state.dim
             index = VectorIndex(dim) if dim else None
             lexical = LexicalIndex()
-            for ids, rows in _chunk_batches(conn, s.chunks.c.embedding, s.chunks.c.text):
+            for ids, rows in chunk_batches(conn, s.chunks.c.embedding, s.chunks.c.text):
                 blobs, texts = [r[0] for r in rows], [r[1] for r in rows]
                 if index is None:
                     dim = len(blobs[0]) // 4
@@ -151,7 +151,7 @@ def reembed_store(store: Store, embedder: Embedder, vector_texts: Callable[[str]
     total = 0
     with store.engine.begin() as conn:
         state = store.index_state(conn)
-        for ids, rows in _chunk_batches(conn, s.chunks.c.text):
+        for ids, rows in chunk_batches(conn, s.chunks.c.text):
             texts = [r[0] for r in rows]
             windows = [vector_texts(t) for t in texts]
             vecs = embedder.encode([w for ws in windows for w in ws])
@@ -168,18 +168,6 @@ def reembed_store(store: Store, embedder: Embedder, vector_texts: Callable[[str]
         _write_generation(store, conn, state.generation + 1, index, lexical, embedder.name, embedder.dim)
     store.retire_old_files(keep=state.generation + 1)
     return total
-
-
-def _chunk_batches(conn: Connection, *columns: Any, size: int = 4096) -> Iterator[tuple[np.ndarray, list[Any]]]:
-    """Every chunk in id order, `size` at a time: (ids, rows of the asked columns)."""
-    last = 0
-    while True:
-        rows = conn.execute(select(s.chunks.c.id, *columns).where(s.chunks.c.id > last)
-                            .order_by(s.chunks.c.id).limit(size)).all()
-        if not rows:
-            return
-        last = rows[-1][0]
-        yield np.asarray([r[0] for r in rows], np.int64), [tuple(r[1:]) for r in rows]
 
 
 def _write_generation(store: Store, conn: Connection, generation: int, index: VectorIndex | None,

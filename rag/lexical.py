@@ -157,11 +157,13 @@ class LexicalIndex:
         tids, repeats = _query_ids(words, self.vocab)
         if not tids or not self.n_docs:
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
-        per_segment, per_document = self._postings_scores(tids, repeats, self.df, "tf", documents)
-        pids, pair_repeats = _query_ids([f"{a} {b}" for a, b in zip(words, words[1:])], self.pair_vocab)
-        if self.pairs and pids:  # weighted through the idf, added into the same arrays: no pass over all rows
-            _, pair_document = self._postings_scores(pids, PAIR_WEIGHT * pair_repeats, self.pair_df, "pairs",
-                                                     documents, into=per_segment)
+        per_segment, per_document = self._postings_scores(
+            tids, repeats, self.df, [seg.tf for seg in self.segments], documents)
+        pids, pair_repeats = (_query_ids([f"{a} {b}" for a, b in zip(words, words[1:])], self.pair_vocab)
+                              if self.pairs else ([], None))
+        if pids:  # weighted through the idf, added into the same arrays: no pass over all rows
+            _, pair_document = self._postings_scores(pids, PAIR_WEIGHT * pair_repeats, self.pair_df,
+                                                     [seg.pairs for seg in self.segments], documents, into=per_segment)
             if per_document is not None and pair_document is not None:
                 per_document += pair_document
         all_scores, all_ids = [], []
@@ -178,20 +180,19 @@ class LexicalIndex:
             all_ids.append(seg.ids[hit])
         return np.concatenate(all_ids), np.concatenate(all_scores)
 
-    def _postings_scores(self, tids: list[int], repeats: np.ndarray, df_all: np.ndarray, which: str,
-                         documents: DocumentStats | None, into: list[np.ndarray] | None = None
-                         ) -> tuple[list[np.ndarray], np.ndarray | None]:
-        """BM25 of these terms (or pairs: `which` names the segment matrix) for every row of every
-        segment ([rows] each; added to `into`'s arrays when given), and for every document
-        ([documents]) when `documents` is given. `repeats` multiplies each term's weight."""
+    def _postings_scores(self, tids: list[int], repeats: np.ndarray, df_all: np.ndarray,
+                         matrices: list[sp.csc_matrix], documents: DocumentStats | None,
+                         into: list[np.ndarray] | None = None) -> tuple[list[np.ndarray], np.ndarray | None]:
+        """BM25 of these terms (or pairs: `matrices` are each segment's counts of them) for every
+        row of every segment ([rows] each; added to `into`'s arrays when given), and for every
+        document ([documents]) when `documents` is given. `repeats` multiplies each term's weight."""
         df = df_all[tids]
         idf = np.log(1 + (self.n_docs - df + 0.5) / (df + 0.5)) * repeats  # Lucene's idf
         avgdl = self.total_len / self.n_docs
         # One pass over each term's postings scores the chunks and gathers the document counts.
         found: list[list[tuple[np.ndarray, np.ndarray]]] = [[] for _ in tids]  # per term: (documents, tf)
         per_segment = []
-        for n, seg in enumerate(self.segments):
-            matrix = getattr(seg, which)
+        for n, (seg, matrix) in enumerate(zip(self.segments, matrices)):
             scores = into[n] if into is not None else np.zeros(len(seg.ids), np.float32)
             for i, (t, w) in enumerate(zip(tids, idf)):
                 if t >= matrix.shape[1]:
@@ -227,10 +228,10 @@ class LexicalIndex:
         """Write atomically (temporary file, fsync, rename): one .npz holding everything."""
         arrays: dict[str, np.ndarray] = {
             "params": np.asarray([self.k1, self.b], np.float64),
-            "vocab": np.asarray("\n".join(self.vocab)), "df": self.df,  # terms are \w+ stems: no newlines
+            "vocab": _vocab_array(self.vocab), "df": self.df,
         }
         if self.pairs:  # a file without these is from before word pairs
-            arrays.update(pair_vocab=np.asarray("\n".join(self.pair_vocab)), pair_df=self.pair_df)
+            arrays.update(pair_vocab=_vocab_array(self.pair_vocab), pair_df=self.pair_df)
         for n, seg in enumerate(self.segments):
             arrays.update({f"s{n}_ids": seg.ids, f"s{n}_lengths": seg.lengths, f"s{n}_alive": seg.alive,
                            f"s{n}_data": seg.tf.data, f"s{n}_indices": seg.tf.indices,
@@ -335,8 +336,15 @@ class DocumentStats:
         return out
 
 
-def _read_vocab(joined: np.ndarray) -> dict[str, int]:
-    text = str(joined)
+def _vocab_array(vocab: dict[str, int]) -> np.ndarray:
+    """Keys in id order, one per line, as UTF-8 bytes (terms are \\w+ stems: no newlines). Not a
+    numpy string, which takes four bytes a character: pairs made the file seven times larger."""
+    return np.frombuffer("\n".join(vocab).encode("utf-8"), np.uint8)
+
+
+def _read_vocab(stored: np.ndarray) -> dict[str, int]:
+    """Either form: UTF-8 bytes, or the numpy string older files hold."""
+    text = stored.tobytes().decode("utf-8") if stored.dtype == np.uint8 else str(stored)
     return {t: i for i, t in enumerate(text.split("\n"))} if text else {}
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 from filelock import FileLock, Timeout
-from sqlalchemy import Engine, func, select, update
+from sqlalchemy import Connection, Engine, func, select, update
 
 from rag import schema as s
 from rag.db import open_database
@@ -286,3 +286,15 @@ def vectors_from_blobs(ids: np.ndarray, blobs: list[bytes], dim: int) -> tuple[n
         return np.zeros(0, np.int64), np.zeros((0, dim), dtype=np.float32)
     vectors = np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(-1, dim)
     return np.repeat(np.asarray(ids, np.int64), [len(b) // (4 * dim) for b in blobs]), vectors
+
+
+def chunk_batches(conn: Connection, *columns: Any, size: int = 4096) -> Iterator[tuple[np.ndarray, list[Any]]]:
+    """Every chunk in id order, `size` at a time: (ids, rows of the asked columns)."""
+    last = 0
+    while True:
+        rows = conn.execute(select(s.chunks.c.id, *columns).where(s.chunks.c.id > last)
+                            .order_by(s.chunks.c.id).limit(size)).all()
+        if not rows:
+            return
+        last = rows[-1][0]
+        yield np.asarray([r[0] for r in rows], np.int64), [tuple(r[1:]) for r in rows]

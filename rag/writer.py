@@ -17,6 +17,7 @@ from sqlalchemy import Connection, delete, func, insert, select, update
 from rag import schema as s
 from rag.records import DocumentContent, FileFacts
 from rag.lexical import LexicalIndex
+from rag.store import chunk_batches
 from rag.vectors import VectorIndex
 
 if TYPE_CHECKING:
@@ -316,11 +317,8 @@ def _update_lexical(conn: Connection, lexical: LexicalIndex, removed: list[int],
     every chunk has its pairs indexed, not only the new ones."""
     if not lexical.pairs:
         rebuilt = LexicalIndex(lexical.k1, lexical.b)
-        last = -1
-        while rows := conn.execute(select(s.chunks.c.id, s.chunks.c.text).where(s.chunks.c.id > last)
-                                   .order_by(s.chunks.c.id).limit(4096)).all():
-            rebuilt.add(np.asarray([r[0] for r in rows], np.int64), [r[1] for r in rows])
-            last = rows[-1][0]
+        for ids, rows in chunk_batches(conn, s.chunks.c.text):
+            rebuilt.add(ids, [r[0] for r in rows])
         return rebuilt
     lexical.remove(removed)
     if added_ids:

@@ -4,8 +4,8 @@ sizes, and on the user's own store; for an approximate index, its recall against
 Synthetic stores live in memory (the ranking work of a search: embedding, FAISS, BM25, fusion):
 vectors are drawn around a few thousand cluster centres, as real embeddings cluster by topic, and
 chunk texts are Zipf-distributed words, as real text is, with their adjacent pairs indexed as word
-pairs (hashed; the queries' pairs rarely occur in such random text, so their cost is a lower bound). On the user's store the whole search is
-timed, passage assembly from SQL included.
+pairs (hashed; the queries' pairs rarely occur in such random text, so their cost is a lower bound).
+On the user's store the whole search is timed, passage assembly from SQL included.
 """
 
 from __future__ import annotations

@@ -12,7 +12,6 @@ modes: nothing here serves `ragqa search`.
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,8 +22,8 @@ from rag.embedder import Embedder
 from rag.lexical import LexicalIndex
 from rag.metrics import evaluate
 from rag.vectors import write_atomically
+from ragqa.evaluation import corpus_entries
 
-BASELINES = ("baseline-bm25", "baseline-dense")
 DOC_DEPTH = 100  # documents ranked per query, as for the product's modes
 SCORE_CELLS = 50_000_000  # query x entry similarities held at once (200 MB of float32)
 
@@ -39,15 +38,10 @@ class Entries:
 
     @classmethod
     def read(cls, corpus: Path) -> Entries:
-        ids, bm25_texts, dense_texts = [], [], []
-        with open(corpus, encoding="utf-8") as fh:
-            for line in filter(str.strip, fh):  # read_beir has checked the file is JSON lines
-                obj = json.loads(line)
-                title, text = str(obj.get("title") or "").strip(), str(obj.get("text") or "").strip()
-                ids.append(str(obj["_id"]))
-                bm25_texts.append(f"{title}\n\n{text}" if title else text)
-                dense_texts.append(f"{title} {text}".strip())
-        return cls(ids, bm25_texts, dense_texts)
+        entries = list(corpus_entries(corpus))
+        return cls([i for i, _, _ in entries],
+                   [f"{title}\n\n{text}" if title else text for _, title, text in entries],
+                   [f"{title} {text}".strip() for _, title, text in entries])
 
 
 def baseline_scores(corpus: Path, queries: dict[str, str], qrels: Any, embedder: Embedder,

@@ -69,21 +69,26 @@ def _jsonl(path: Path) -> Iterator[dict[str, Any]]:
                     raise ConfigError(f"{path.name} line {n} is not JSON") from None
 
 
+def corpus_entries(corpus: Path) -> Iterator[tuple[str, str, str]]:
+    """(id, title, text) of each corpus entry, stripped."""
+    for n, obj in enumerate(_jsonl(corpus)):
+        if not isinstance(obj, dict) or "_id" not in obj:
+            raise ConfigError(f"{corpus.name}: entry {n + 1} has no _id")
+        yield str(obj["_id"]), str(obj.get("title") or "").strip(), str(obj.get("text") or "").strip()
+
+
 def write_corpus(corpus: Path, out: Path) -> dict[str, str]:
     """One text file per corpus entry (title, blank line, text); returns file path -> corpus id.
     Files already holding the same text are left alone, so a kept work dir re-ingests nothing."""
     out.mkdir(parents=True, exist_ok=True)
     owners: dict[str, str] = {}
-    for n, obj in enumerate(_jsonl(corpus)):
-        if not isinstance(obj, dict) or "_id" not in obj:
-            raise ConfigError(f"{corpus.name}: entry {n + 1} has no _id")
-        title, text = str(obj.get("title") or "").strip(), str(obj.get("text") or "").strip()
+    for n, (entry_id, title, text) in enumerate(corpus_entries(corpus)):
         body = f"{title}\n\n{text}\n" if title else f"{text}\n"
         path = out / f"{n // 1000:04d}" / f"{n:08d}.txt"
         path.parent.mkdir(exist_ok=True)
         if not path.is_file() or path.read_text(encoding="utf-8") != body:
             path.write_text(body, encoding="utf-8")
-        owners[str(path.resolve())] = str(obj["_id"])
+        owners[str(path.resolve())] = entry_id
     return owners
 
 

@@ -157,3 +157,18 @@ def test_words_in_the_querys_order_rank_above_the_same_words_scattered(tmp_path)
     assert not old.pair_vocab
     index.save(tmp_path / "new.npz")
     assert _ours(LexicalIndex.load(tmp_path / "new.npz"), "vitamin deficiency") == pytest.approx(ours)
+
+
+def test_a_file_with_the_older_vocabulary_encoding_loads_the_same(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Files before word pairs kept the vocabulary as a numpy string (four bytes a character); they
+    are read as they are."""
+    index = LexicalIndex(pairs=False)
+    index.add([1, 2, 3], _corpus(3, seed=5))
+    index.save(tmp_path / "new.npz")
+    with np.load(tmp_path / "new.npz") as z:
+        arrays = {k: z[k] for k in z.files}
+    assert arrays["vocab"].dtype == np.uint8
+    arrays["vocab"] = np.asarray("\n".join(index.vocab))  # as older versions wrote it
+    np.savez(tmp_path / "old.npz", **arrays)
+    old = LexicalIndex.load(tmp_path / "old.npz")
+    assert old.vocab == index.vocab and _ours(old, "budget audit falcon") == _ours(index, "budget audit falcon")
