@@ -19,7 +19,7 @@ import numpy as np
 
 import llm.extractive as extractive
 from rag.settings import Settings
-from ragqa import eval_qa
+from ragqa.eval import qa as eval_qa
 
 best_score: dict[str, float] = {}
 judged: dict[str, dict[str, bool]] = {}

@@ -30,9 +30,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from rag.fusion import Standardiser  # noqa: E402
 from rag.fusion import fuse as fuse_scores  # noqa: E402
 from rag.lexical import LexicalIndex  # noqa: E402
-from rag.metrics import evaluate  # noqa: E402
+from ragqa.eval.metrics import evaluate  # noqa: E402
 from rag.retrieval import STANDARDISE_DEPTH  # noqa: E402
-from ragqa.evaluation import read_beir  # noqa: E402
+from ragqa.eval.beir_files import read_beir  # noqa: E402
 
 
 class Experiment:

@@ -12,7 +12,8 @@ from streamlit.testing.v1 import AppTest
 from rag.conversations import Conversations
 from tests.helpers import run_ingest
 
-MAIN = str(Path(__file__).parents[1] / "app" / "main.py")
+MAIN = str(Path(__file__).parents[1] / "ragqa" / "ui_app.py")
+PAGES = Path(__file__).parents[1] / "app" / "pages"
 
 
 @pytest.fixture
@@ -90,7 +91,7 @@ def test_collection_filter_limits_the_sources(ui) -> None:  # type: ignore[no-un
 
 
 def test_library_lists_filters_and_deletes_documents(ui) -> None:  # type: ignore[no-untyped-def]
-    at = started("pages/library.py")
+    at = started("../app/pages/library.py")
     table = at.dataframe[0].value
     assert sorted(table["title"]) == ["Canteen", "Leave"]
     at.text_input[1].input("canteen").run()
@@ -107,14 +108,14 @@ def test_library_shows_failures_with_their_reasons(ui, tmp_path, settings, embed
     bad.mkdir()
     (bad / "broken.pdf").write_bytes(b"%PDF-1.4 not really")
     run_ingest([bad], ui, settings, embedder)
-    at = started("pages/library.py")
+    at = started("../app/pages/library.py")
     assert any(e.label == "1 failed" for e in at.expander)
     shown = [m.value.replace("\\", "") for m in at.markdown]
     assert any(line.startswith("- broken.pdf: ") and len(line) > 20 for line in shown), shown
 
 
 def test_status_reports_the_library_and_the_generator(ui) -> None:  # type: ignore[no-untyped-def]
-    at = started("pages/status.py")
+    at = started("../app/pages/status.py")
     assert [m.value for m in at.metric][:2] == ["2", str(ui.counts()["chunks"])]
     assert any("The generator answers" in s.value for s in at.success)
     assert len(at.dataframe) == 1  # the ingest run
@@ -123,7 +124,7 @@ def test_status_reports_the_library_and_the_generator(ui) -> None:  # type: igno
 def test_status_says_when_the_generator_cannot_answer(ui, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.setenv("RAGQA_GENERATOR", "openai")
     monkeypatch.setenv("RAGQA_OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
-    at = started("pages/status.py")
+    at = started("../app/pages/status.py")
     assert any("cannot reach the generator server" in e.value for e in at.error)
 
 
@@ -159,7 +160,7 @@ def test_sign_in_is_required_once_accounts_exist_and_readers_see_only_theirs(ui)
     assert chats.messages(conv.id)[1].answer["sources"] == []  # nothing readable, nothing shown
     assert chats.recent(user="local") == []
     assert [e["action"] for e in entries(ui.engine, user="sam")] == ["login", "ask"]
-    at.switch_page("pages/status.py").run()
+    at.switch_page("../app/pages/status.py").run()
     assert [m.value for m in at.metric] == ["0", "0", "0", "0"]  # not even counts of closed collections
 
 
@@ -172,8 +173,8 @@ def test_readers_cannot_reach_the_library_page(ui) -> None:  # type: ignore[no-u
     at.text_input[1].input("long enough pw")
     at.button[0].click().run()
     with pytest.raises(ValueError, match="Known pages"):  # not in this reader's navigation
-        at.switch_page("pages/library.py")
-    page = AppTest.from_file(str(Path(MAIN).parent / "pages" / "library.py"), default_timeout=60)
+        at.switch_page("../app/pages/library.py")
+    page = AppTest.from_file(str(PAGES / "library.py"), default_timeout=60)
     page.session_state["_who"] = Accounts(ui.engine).get("sam")
     page.run()  # reached directly, the page refuses too
     assert page.error and "Only editors and admins" in page.error[0].value and not page.dataframe

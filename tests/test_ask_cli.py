@@ -106,7 +106,7 @@ def test_eval_qa_on_a_cmu_format_folder(tmp_path: Path, cli_env: dict[str, str])
 
 
 def test_hold_out_moves_every_nth_document_and_is_idempotent(tmp_path: Path) -> None:
-    from ragqa.eval_qa import hold_out
+    from ragqa.eval.qa import hold_out
 
     corpus = tmp_path / "corpus"
     corpus.mkdir()
@@ -121,7 +121,7 @@ def test_hold_out_moves_every_nth_document_and_is_idempotent(tmp_path: Path) -> 
 
 
 def test_answer_matching_is_squad_style() -> None:
-    from ragqa.eval_qa import contains, is_yes_no
+    from ragqa.eval.qa import contains, is_yes_no
 
     assert contains("It was opened in 1932, by the king.", "1932.")
     assert contains("The Eiffel Tower", "eiffel tower")

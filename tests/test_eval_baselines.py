@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from rag.settings import Settings
-from ragqa.eval_baselines import Entries, entry_vectors, whole_entry_index
-from ragqa.evaluation import eval_beir
+from ragqa.eval.baselines import Entries, entry_vectors, whole_entry_index
+from ragqa.eval.beir import eval_beir
 
 SHORT = {
     "kiln": "A kiln fires clay pots at high temperature until the glaze turns to glass.",
@@ -103,7 +103,7 @@ def test_the_command_prints_the_baselines_after_the_modes(tmp_path: Path) -> Non
 @pytest.mark.parametrize("line", ['{"title": "t", "text": "no id"}', '["a", "list"]'])
 def test_a_corpus_entry_without_an_id_is_a_clear_error(tmp_path: Path, line: str) -> None:
     from rag.errors import ConfigError
-    from ragqa.evaluation import write_corpus
+    from ragqa.eval.beir_files import write_corpus
 
     corpus = tmp_path / "corpus.jsonl"
     corpus.write_text('{"_id": "a", "text": "fine"}\n' + line + "\n")

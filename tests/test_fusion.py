@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from rag.fusion import Standardiser, best_first, fuse
-from rag.metrics import evaluate, ndcg_at
+from ragqa.eval.metrics import evaluate, ndcg_at
 from rag.passages import ChunkRow, plan_passages, stitch
 
 

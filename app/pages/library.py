@@ -42,7 +42,6 @@ class UploadProgress:
 def upload_section(cfg: Any) -> None:
     from ingest.pipeline import ingest
     from ingest.uploads import save_upload
-    from ragqa import wiring
 
     st.subheader("Add documents")
     with st.form("upload", clear_on_submit=True):
@@ -65,7 +64,7 @@ def upload_section(cfg: Any) -> None:
     summary = None
     if paths:
         progress = UploadProgress(len(paths))
-        summary = ingest(paths, resources.store(), cfg, wiring.embedding_ref(cfg), collection=collection,
+        summary = ingest(paths, resources.store(), cfg, resources.parts().embedding_ref(cfg), collection=collection,
                          load_embedder=lambda: resources.retriever().embedder(), progress=progress)
         from rag.audit import record
 

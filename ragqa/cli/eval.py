@@ -9,8 +9,8 @@ from typing import Annotated
 
 import typer
 
-from ragqa.cli_common import JsonOpt, edge, settings
-from ragqa.cli_common import print_json as _print_json
+from ragqa.cli.common import JsonOpt, edge, settings
+from ragqa.cli.common import print_json as _print_json
 
 eval_app = typer.Typer(no_args_is_help=True, help="Measure retrieval quality on judged data.")
 
@@ -29,8 +29,8 @@ def eval_beir(
 ) -> None:
     """nDCG@10, Recall@10, Recall@100 and MRR@10 on a BEIR folder, in a store of its own."""
     from ragqa import wiring
-    from ragqa.evaluation import eval_beir as run, parse_modes
-    from ragqa.progress import terminal_progress
+    from ragqa.eval.beir import eval_beir as run, parse_modes
+    from ragqa.cli.progress import terminal_progress
 
     wiring.offline()
     modes = parse_modes(mode)
@@ -59,8 +59,8 @@ def eval_qa(
 ) -> None:
     """How often the gold answer is in the top 5 passages and in the extractive answer."""
     from ragqa import wiring
-    from ragqa.eval_qa import eval_qa as run
-    from ragqa.progress import terminal_progress
+    from ragqa.eval.qa import eval_qa as run
+    from ragqa.cli.progress import terminal_progress
 
     wiring.offline()
     progress = terminal_progress(not as_json)

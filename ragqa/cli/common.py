@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from ragqa.edge import user_errors
+from ragqa.cli.edge import user_errors
 
 _settings: Any = None
 

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from ragqa.cli_common import edge, print_json, settings
+from ragqa.cli.common import edge, print_json, settings
 
 users_app = typer.Typer(no_args_is_help=True, help="Staff accounts for the UI.")
 collections_app = typer.Typer(no_args_is_help=True, help="Collections and the groups that may read them.")

@@ -8,15 +8,14 @@ from typing import Annotated, Any
 
 import typer
 
-from ragqa import cli_access, cli_llm
-from ragqa.cli_common import JsonOpt, edge, settings
-from ragqa.cli_common import print_json as _print_json
-from ragqa.cli_eval import eval_app
+from ragqa.cli import access, bench, llm
+from ragqa.cli.common import JsonOpt, edge, settings
+from ragqa.cli.common import print_json as _print_json
+from ragqa.cli.eval import eval_app
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="Question answering over your own documents, with citations.")
-bench_app = typer.Typer(no_args_is_help=True, help="Measure speed (nothing is asserted; numbers are printed).")
-app.add_typer(bench_app, name="bench")
+app.add_typer(bench.bench_app, name="bench")
 app.add_typer(eval_app, name="eval")
 
 
@@ -33,7 +32,7 @@ def ingest(
     from ingest.discover import PasswordBook
     from ingest.pipeline import ingest as run_ingest
     from ragqa import wiring
-    from ragqa.progress import terminal_progress
+    from ragqa.cli.progress import terminal_progress
 
     wiring.offline()
     cfg = settings()
@@ -52,7 +51,7 @@ def ingest(
     for embedder in loaded:  # the model is loaded anyway: make the first search's query encoder now
         embedder.prepare_for_queries()
     from rag.audit import record
-    from ragqa.cli_access import cli_user
+    from ragqa.cli.access import cli_user
 
     record(store.engine, cli_user(), "ingest", collection=collection, paths=[str(p) for p in paths],
            changes=summary.changes, failed=len(summary.failed))
@@ -112,7 +111,7 @@ def remove(
         for d in found:
             w.remove(d.id)
     from rag.audit import record
-    from ragqa.cli_access import cli_user
+    from ragqa.cli.access import cli_user
 
     record(store.engine, cli_user(), "remove", documents=[{"id": d.id, "path": d.path} for d in found])
     if as_json:
@@ -243,7 +242,7 @@ def ask(
         raise ConfigError(f"--reasoning must be one of {', '.join(REASONING_LEVELS)}")
     from rag.access import Accounts
     from rag.audit import answer_detail, record
-    from ragqa.cli_access import cli_user
+    from ragqa.cli.access import cli_user
 
     store = wiring.open_store(cfg)
     accounts = Accounts(store.engine)
@@ -294,7 +293,7 @@ def ui(
     import os
     import sys
 
-    import app as app_package
+    import ragqa as ragqa_package
     from ragqa import wiring
 
     from rag.access import Accounts
@@ -306,7 +305,7 @@ def ui(
     if not loopback and not published_on_loopback and not _oidc_configured() and not Accounts(wiring.open_store(cfg).engine).any():
         raise ConfigError(f"no sign-in is configured: the UI serves 127.0.0.1 only (not {address}) until an "
                           "account exists (`ragqa users add`) or OIDC is set up in .streamlit/secrets.toml")
-    script = Path(app_package.__file__).parent / "main.py"
+    script = Path(ragqa_package.__file__).parent / "ui_app.py"
     args = [sys.executable, "-m", "streamlit", "run", str(script), "--server.address", address, "--server.port",
             str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false",
             "--client.showErrorDetails", "none", "--client.toolbarMode", "minimal",
@@ -328,91 +327,11 @@ def _oidc_configured() -> bool:
     return False
 
 
-@bench_app.command("ingest")
-@edge
-def bench_ingest(
-    path: Annotated[Path, typer.Argument(help="A file or folder to ingest into a temporary store.")],
-    rounds: Annotated[int, typer.Option(min=1, help="Interleaved rounds of pipeline and encode alone.")] = 2,
-    as_json: JsonOpt = False,
-) -> None:
-    """Pages/s and chunks/s of the pipeline against SentenceTransformer.encode alone."""
-    from ingest.bench import bench_ingest as run
-
-    if not path.exists():
-        from rag.errors import ConfigError
-
-        raise ConfigError(f"no such file or folder: {path}")
-    result = run(path, settings(), rounds=rounds)
-    if as_json:
-        _print_json(result)
-        return
-    for key, value in result.items():
-        typer.echo(f"{key:<28} {value}")
-
-
-@bench_app.command("search")
-@edge
-def bench_search(
-    chunks: Annotated[list[int] | None, typer.Option("--chunks", help="Synthetic store sizes (repeatable).")] = None,
-    store: Annotated[bool, typer.Option("--store", help="Also time searches on your own store.")] = False,
-    queries: Annotated[int, typer.Option(min=10, help="Queries per measurement.")] = 200,
-    as_json: JsonOpt = False,
-) -> None:
-    """Search latency p50/p95, query embedding included (default: a synthetic 100,000-chunk store)."""
-    from ragqa import bench_search as b
-    from ragqa import wiring
-
-    wiring.offline()
-    cfg = settings()
-    retriever = wiring.retriever(cfg)
-    sizes = chunks or ([] if store else [100_000])
-    results: dict[str, Any] = {f"synthetic_{n}": b.bench_synthetic(retriever, n, cfg.exact_search_max_vectors, queries)
-                               for n in sizes}
-    if store:
-        results["store"] = b.bench_store(retriever, queries)
-    if as_json:
-        _print_json(results)
-        return
-    for name, r in results.items():
-        typer.echo(f"{name}: {r.get('index', '')}")
-        for mode in ("hybrid", "dense", "lexical", "embed_query"):
-            if mode in r:
-                typer.echo(f"  {mode:<12} p50 {r[mode]['p50_ms']:.1f} ms  p95 {r[mode]['p95_ms']:.1f} ms")
-        if r.get("ivf_recall@10") is not None:
-            typer.echo(f"  IVF recall@10 against exact search: {r['ivf_recall@10']}")
-
-
-@bench_app.command("load")
-@edge
-def bench_load(
-    path: Annotated[Path | None, typer.Argument(help="Documents to ingest during the run (default: synthetic).")] = None,
-    users: Annotated[int, typer.Option(min=1, help="Simulated staff asking at once.")] = 20,
-    duration: Annotated[float, typer.Option(min=1, help="Seconds of asking.")] = 60,
-    files: Annotated[int, typer.Option(min=1, help="Synthetic documents, when no PATH is given.")] = 300,
-    think: Annotated[float, typer.Option(min=0, help="Mean pause between one user's questions (s).")] = 1.0,
-    as_json: JsonOpt = False,
-) -> None:
-    """Answer latency while a large ingest runs, in a store of its own; errors and lost documents."""
-    from ragqa import wiring
-    from ragqa.bench_load import bench_load as run
-
-    wiring.offline()
-    result = run(settings(), users, duration, path, files, think)
-    if as_json:
-        _print_json(result)
-    else:
-        for key, value in result.items():
-            typer.echo(f"{key:<18} {value}")
-    raise typer.Exit(0 if not result["errors"] and not result["lost_documents"] and result["check_ok"] else 1)
-
 # After the commands above, so that `ragqa --help` lists them first.
-cli_llm.register(app, bench_app)
-cli_access.register(app)
+llm.register(app)
+access.register(app)
 
 
 def main() -> None:
     app()
 
-
-if __name__ == "__main__":
-    main()

@@ -41,7 +41,7 @@ def bench_all(model: Path, prompt_tokens: int, new_tokens: int, cache_mb: float,
 
 
 def _run(model: Path, kind: str, cache_mb: float, prompt_tokens: int, new_tokens: int) -> dict[str, Any]:
-    cmd = [sys.executable, "-m", "ragqa.bench_generate", str(model), kind, str(cache_mb), str(prompt_tokens),
+    cmd = [sys.executable, "-m", "ragqa.bench.generate", str(model), kind, str(cache_mb), str(prompt_tokens),
            str(new_tokens)]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:

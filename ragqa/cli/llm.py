@@ -1,4 +1,4 @@
-"""`ragqa llm ...` and `ragqa bench generate`: the gpt-oss engine from the command line."""
+"""`ragqa llm ...`: the gpt-oss engine from the command line."""
 
 from __future__ import annotations
 
@@ -8,16 +8,15 @@ from typing import Annotated, Any
 
 import typer
 
-from ragqa.cli_common import edge, print_json, settings
+from ragqa.cli.common import edge, print_json, settings
 
 llm_app = typer.Typer(no_args_is_help=True, help="Run the gpt-oss engine directly.")
 ModelOpt = Annotated[Path | None, typer.Option("--model", help="Checkpoint folder (default: RAGQA_MODEL_PATH).")]
 
 
-def register(app: typer.Typer, bench_app: typer.Typer) -> None:
-    """`ragqa llm ...` on the app, `generate` on `ragqa bench`."""
+def register(app: typer.Typer) -> None:
+    """`ragqa llm ...` on the app."""
     app.add_typer(llm_app, name="llm")
-    bench_app.command("generate")(bench_generate)
 
 
 def model_dir(given: Path | None) -> Path:
@@ -131,29 +130,6 @@ def make_tiny(
                     sliding_window=sliding_window, seed=seed)
     make_tiny_checkpoint(folder, spec)
     typer.echo(f"wrote {folder}")
-
-
-@edge
-def bench_generate(
-    model: ModelOpt = None,
-    prompt_tokens: Annotated[int, typer.Option(min=1)] = 256,
-    new_tokens: Annotated[int, typer.Option(min=1)] = 64,
-    reference: Annotated[bool, typer.Option(help="Also time transformers' generate on the same weights.")] = True,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
-) -> None:
-    """Prefill and decode tokens/s, time to first token and peak memory, each in a fresh process."""
-    from ragqa.bench_generate import bench_all
-
-    cfg = settings()
-    result = bench_all(model_dir(model), prompt_tokens, new_tokens, cfg.expert_cache_mb, reference)
-    if as_json:
-        print_json(result)
-        return
-    for name, r in result["runs"].items():
-        typer.echo(f"{name:<22} prefill {r['prefill_tok_s']:>8.1f} tok/s  decode {r['decode_tok_s']:>7.1f} tok/s  "
-                   f"first token {r['first_token_ms']:>7.1f} ms  peak {r['peak_mib']:>7.1f} MiB")
-    for key, value in result["comparisons"].items():
-        typer.echo(f"{key}: {value}")
 
 
 def _parse_ids(text: str, vocab: int) -> list[int]:

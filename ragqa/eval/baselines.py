@@ -20,9 +20,9 @@ import numpy as np
 
 from rag.embedder import Embedder
 from rag.lexical import LexicalIndex
-from rag.metrics import evaluate
+from ragqa.eval.metrics import evaluate
 from rag.vectors import write_atomically
-from ragqa.evaluation import corpus_entries
+from ragqa.eval.beir_files import corpus_entries
 
 DOC_DEPTH = 100  # documents ranked per query, as for the product's modes
 SCORE_CELLS = 50_000_000  # query x entry similarities held at once (200 MB of float32)

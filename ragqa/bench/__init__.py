@@ -1,0 +1,1 @@
+"""`ragqa bench ...`: speed measurements (nothing is asserted; numbers are printed)."""
