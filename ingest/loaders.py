@@ -9,6 +9,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from ingest.titles import choose_title, first_line
 from rag.errors import LoadError, one_line
 
 _SNIFF = 8192
@@ -17,10 +18,11 @@ _PREFERRED = ("utf_8", "cp1252", "latin_1", "iso8859_15")
 
 @dataclass(frozen=True)
 class LoadedFile:
-    title: str
+    title: str  # the file's own title (metadata) as a reader finds it; `load_file` gives the final one
     pages: list[str]
     paginated: bool
     warnings: tuple[str, ...] = ()
+    heading: str = ""  # the document's first heading, where the format marks one
 
 
 def load_file(path: Path, doc_type: str, passwords: list[str]) -> LoadedFile:
@@ -30,8 +32,9 @@ def load_file(path: Path, doc_type: str, passwords: list[str]) -> LoadedFile:
     loaded = _READERS[doc_type](data, passwords) if doc_type == "pdf" else _READERS[doc_type](data)
     if not any(p.strip() for p in loaded.pages):
         raise LoadError("no extractable text" + (" (a scanned PDF needs OCR first)" if doc_type == "pdf" else ""))
-    title = loaded.title.strip() or path.stem
-    return LoadedFile(title[:300], loaded.pages, loaded.paginated, loaded.warnings)
+    heading = loaded.heading or next((h for h in map(first_line, loaded.pages) if h), "")
+    return LoadedFile(choose_title(loaded.title, heading, path.name), loaded.pages, loaded.paginated,
+                      loaded.warnings)
 
 
 # ---- text ----------------------------------------------------------------------------------
@@ -77,9 +80,7 @@ def _normalise_newlines(text: str) -> str:
 
 
 def read_text(data: bytes) -> LoadedFile:
-    text = _normalise_newlines(decode_text(data))
-    first = next((line.strip() for line in text.splitlines() if line.strip()), "")
-    return LoadedFile(first[:120], [text], paginated=False)
+    return LoadedFile("", [_normalise_newlines(decode_text(data))], paginated=False)
 
 
 _MD_HEADING = re.compile(r"^#{1,6}\s+(.+?)\s*#*\s*$", re.M)
@@ -88,7 +89,7 @@ _MD_HEADING = re.compile(r"^#{1,6}\s+(.+?)\s*#*\s*$", re.M)
 def read_markdown(data: bytes) -> LoadedFile:
     text = _normalise_newlines(decode_text(data))
     m = _MD_HEADING.search(text)
-    return LoadedFile(m.group(1) if m else "", [text], paginated=False)
+    return LoadedFile("", [text], paginated=False, heading=m.group(1) if m else "")
 
 
 # ---- HTML ----------------------------------------------------------------------------------
@@ -139,8 +140,8 @@ def _read_docx(data: bytes) -> LoadedFile:
         elif isinstance(block, Table):
             rows = [" | ".join(c.text.strip() for c in row.cells) for row in block.rows]
             parts.append("\n".join(rows))
-    title = document.core_properties.title or first_heading
-    return LoadedFile(title, ["\n\n".join(parts)], paginated=False)
+    return LoadedFile(document.core_properties.title or "", ["\n\n".join(parts)], paginated=False,
+                      heading=first_heading)
 
 
 # ---- PDF -----------------------------------------------------------------------------------
@@ -182,7 +183,7 @@ def _read_pdf(data: bytes, passwords: list[str]) -> LoadedFile:
             pages.append("")
             unreadable += 1
     warnings = (f"{unreadable} of {n_pages} pages could not be read",) if unreadable else ()
-    return LoadedFile(_pdf_title(reader, pages), pages, paginated=True, warnings=warnings)
+    return LoadedFile(_pdf_title(reader), pages, paginated=True, warnings=warnings)
 
 
 def _decrypt(reader, passwords: list[str], password_type) -> None:  # type: ignore[no-untyped-def]
@@ -196,15 +197,12 @@ def _decrypt(reader, passwords: list[str], password_type) -> None:  # type: igno
     raise LoadError("encrypted PDF: no given password opens it (see --password-file)")
 
 
-def _pdf_title(reader, pages: list[str]) -> str:  # type: ignore[no-untyped-def]
+def _pdf_title(reader) -> str:  # type: ignore[no-untyped-def]
+    """The metadata title as it stands; `load_file` decides whether it is a title."""
     try:
-        title = (reader.metadata.title or "") if reader.metadata else ""
+        return str((reader.metadata.title or "") if reader.metadata else "")
     except Exception:  # noqa: BLE001 - broken metadata is not worth failing for
-        title = ""
-    if title.strip() and not title.lower().startswith(("microsoft word", "untitled")):
-        return title
-    first = next((p for p in pages if p.strip()), "")
-    return next((ln.strip() for ln in first.splitlines() if len(ln.strip()) > 3), "")[:120]
+        return ""
 
 
 _READERS = {"text": read_text, "markdown": read_markdown, "html": read_html, "docx": read_docx, "pdf": read_pdf}
