@@ -8,7 +8,7 @@ export TRANSFORMERS_OFFLINE := 1
 # PostgreSQL used by the second test pass (any empty-able server; tests create their own databases).
 RAGQA_TEST_PG ?= postgresql+psycopg://postgres@127.0.0.1:5432/postgres
 
-.PHONY: install run test test-sqlite test-postgres demo clean
+.PHONY: install run test test-fast test-sqlite test-postgres demo docs clean
 
 install: $(STAMP)
 
@@ -21,6 +21,10 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 test: install test-sqlite test-postgres
+
+# The edit-test loop: everything not marked slow, SQLite only (timings in the README).
+test-fast: install
+	$(BIN)/python -m pytest -q -m "not slow"
 
 test-sqlite:
 	$(BIN)/python -m pytest -q
@@ -37,6 +41,10 @@ run: demo
 	@echo "Open http://127.0.0.1:8501 and ask, e.g., \"how are documents chunked?\" (Ctrl+C stops the UI)."
 	@echo "From a shell:  $(BIN)/ragqa ask \"how are documents chunked?\""
 	$(BIN)/ragqa ui
+
+# The README's settings table and .env.example's settings, from rag/settings.py (tests/test_docs.py checks them).
+docs: install
+	$(BIN)/python scripts/gen_docs.py
 
 clean:
 	rm -rf $(VENV) .ragqa .pytest_cache

@@ -2,8 +2,11 @@
 
 The document is tokenized once, with offsets; the size of any span is then two bisections away.
 Page breaks always end a chunk. Otherwise cuts are made at the strongest boundary that keeps a
-chunk within budget: section breaks, then paragraphs, then lines and sentence ends, then words. Neighbouring chunks share up to
-`overlap` tokens of whole units (sentences or lines), so a fact cut at a boundary is whole in one.
+chunk within budget: section breaks, then paragraphs, then sentence ends (and the starts of list
+items, table rows and quotes), then line breaks, then words. A single line break inside a paragraph
+is not a sentence boundary: hard-wrapped text (e-mails, READMEs, PDF lines) keeps its sentences
+whole, and only a sentence longer than the budget is cut at its line breaks. Neighbouring chunks
+share up to `overlap` tokens of whole units (sentences), so a fact cut at a boundary is whole in one.
 
 Each chunk is cut again, the same way and without overlap, into windows of about `window_tokens`
 that are embedded one by one (the chunk is what a search returns and the model reads; its windows
@@ -24,9 +27,16 @@ _LEVELS: list[tuple[int, re.Pattern[str]]] = [
     (4, re.compile(re.escape(PAGE_SEPARATOR))),  # page breaks
     (3, re.compile(r"\n(?=#{1,6} )")),  # Markdown section headings
     (2, re.compile(r"\n[ \t]*\n")),  # paragraphs (and bigger gaps)
-    (1, re.compile(r"(?<=[.!?;:])[\"')\]]*\s+|\n")),  # sentence ends and lines
+    # Sentence ends, and lines that start a list item, a table row or a quote.
+    (1, re.compile(r"(?<=[.!?;:])[\"')\]]*\s+|\n(?=[ \t]*(?:[-*+\u2022>][ \t]|\||\d{1,3}[.)][ \t]))")),
+    (1, re.compile(r"\n")),  # line breaks: only inside a sentence too long for the budget
     (0, re.compile(r"\s+")),  # words
 ]
+#: From this depth on a piece that fits is a unit: line breaks and words only cut what is too long.
+_FINE_DEPTH = 4
+#: Part of each document's recorded chunking recipe: a change to the rules above re-chunks stored
+#: documents at their next ingest, as a change of chunk size does.
+RULES_VERSION = "sentences across line breaks"
 
 
 def join_pages(pages: Sequence[str]) -> tuple[str, list[int]]:
@@ -66,7 +76,7 @@ def split_units(text: str, spans: TokenSpans, max_tokens: int, a: int = 0, b: in
 def _split(text: str, a: int, b: int, depth: int, end_level: int, spans: TokenSpans, budget: int,
            out: list[_Unit]) -> None:
     fits = spans.count(a, b) <= budget
-    if depth == len(_LEVELS) or (fits and _LEVELS[depth][0] < 1):  # sentences are fine-grained enough
+    if depth == len(_LEVELS) or (fits and depth >= _FINE_DEPTH):  # sentences are fine-grained enough
         if fits:
             out.append(_Unit(a, b, end_level))
         else:

@@ -7,7 +7,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ingest.formats import doc_type_of
+from ingest.formats import doc_type_of, skip_reason, type_label
 from rag.errors import ConfigError
 
 
@@ -27,11 +27,19 @@ def _candidate(path: Path, kind: str | None, explicit: bool) -> Candidate:
     return Candidate(path, kind, explicit, size)
 
 
-def discover(paths: list[Path]) -> tuple[list[Candidate], int]:
-    """Files to consider, in a stable order, and how many files in folders were skipped."""
+@dataclass(frozen=True)
+class Skipped:
+    """A file found in a folder and not read, and why."""
+
+    path: Path
+    reason: str
+
+
+def discover(paths: list[Path]) -> tuple[list[Candidate], list[Skipped]]:
+    """Files to consider, in a stable order, and the files in folders that were skipped."""
     out: list[Candidate] = []
     seen: set[Path] = set()
-    skipped = 0
+    skipped: list[Skipped] = []
     for given in paths:
         if not given.exists():
             raise ConfigError(f"no such file or folder: {given}")
@@ -46,13 +54,32 @@ def discover(paths: list[Path]) -> tuple[list[Candidate], int]:
             for name in sorted(filenames):
                 path = Path(dirpath, name)
                 kind = doc_type_of(path)
-                if name.startswith(".") or kind is None or not path.is_file():
-                    skipped += 1
+                reason = skip_reason(path) or (None if path.is_file() else "not a regular file")
+                if reason is not None or kind is None:
+                    skipped.append(Skipped(path, reason or "not a supported type"))
                     continue
                 if path not in seen:
                     seen.add(path)
                     out.append(_candidate(path, kind, explicit=False))
     return out, skipped
+
+
+def group_skipped(skipped: list[Skipped]) -> list[dict[str, str | int]]:
+    """[{"type": ".png", "count": 2, "reason": ...}, ...], the most frequent first."""
+    groups: dict[tuple[str, str], int] = {}
+    for s in skipped:
+        key = (type_label(s.path), s.reason)
+        groups[key] = groups.get(key, 0) + 1
+    ordered = sorted(groups.items(), key=lambda item: (-item[1], item[0]))
+    return [{"type": label, "count": n, "reason": reason} for (label, reason), n in ordered]
+
+
+def describe_skipped(by_type: list[dict[str, str | int]]) -> str:
+    """"skipped 3: 2 .png (images need OCR: not enabled), 1 .pptx (not a supported type)"; "" for none."""
+    if not by_type:
+        return ""
+    total = sum(int(g["count"]) for g in by_type)
+    return f"skipped {total}: " + ", ".join(f"{g['count']} {g['type']} ({g['reason']})" for g in by_type)
 
 
 def content_hash(path: Path, block: int = 1 << 20) -> str:

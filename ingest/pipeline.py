@@ -18,16 +18,15 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from ingest.chunking import Chunker
-from ingest.discover import Candidate, PasswordBook, content_hash, discover
+from ingest.chunking import RULES_VERSION, Chunker
+from ingest.discover import Candidate, PasswordBook, content_hash, describe_skipped, discover, group_skipped
 from ingest.reader import FileReader, ReaderConfig
-from rag.consistency import reembed_store
 from rag.embedder import Embedder, EmbeddingModelRef
 from rag.errors import LoadError
 from rag.records import DocumentContent, FileFacts
 from rag.settings import Settings
 from rag.store import Store
-from rag.writer import StoreWriter
+from rag.writer import StoreWriter, open_writer, reembed_store
 
 READ_AHEAD = 8  # files read ahead of the embedder
 EMBED_BATCH_CHUNKS = 512  # chunks embedded together (across files: small files batch well)
@@ -53,6 +52,7 @@ class IngestSummary:
     duplicates: list[dict[str, str]] = field(default_factory=list)
     warnings: list[dict[str, str]] = field(default_factory=list)
     skipped: int = 0
+    skipped_by_type: list[dict[str, str | int]] = field(default_factory=list)  # {"type", "count", "reason"}
     pages: int = 0
     chunks: int = 0
     seconds: float = 0.0
@@ -61,11 +61,16 @@ class IngestSummary:
     store_seconds: float = 0.0  # SQL + FAISS commits
     changes: list[dict[str, str]] = field(default_factory=list)  # {"path", "change"}: for the audit log
 
+    def skipped_text(self) -> str:
+        """What was skipped and why, by type, in one line ("" when nothing was)."""
+        return describe_skipped(self.skipped_by_type)
+
     def as_json(self) -> dict[str, Any]:
         return {
             "added": self.added, "updated": self.updated, "unchanged": self.unchanged, "removed": self.removed,
             "failed": self.failed, "duplicates": self.duplicates, "warnings": self.warnings,
-            "skipped": self.skipped, "pages": self.pages, "chunks": self.chunks,
+            "skipped": self.skipped, "skipped_by_type": self.skipped_by_type,
+            "pages": self.pages, "chunks": self.chunks,
             "seconds": round(self.seconds, 3), "embed_seconds": round(self.embed_seconds, 3),
             "read_wait_seconds": round(self.read_wait_seconds, 3), "store_seconds": round(self.store_seconds, 3),
         }
@@ -93,11 +98,11 @@ def ingest(
     """Bring the collection up to date with the files under `paths`."""
     started = time.perf_counter()
     candidates, skipped = discover(paths)
-    summary = IngestSummary(skipped=skipped)
+    summary = IngestSummary(skipped=len(skipped), skipped_by_type=group_skipped(skipped))
     run_id = store.start_run(collection, [str(p) for p in paths])
     status = "interrupted"
     try:
-        with store.writer() as writer:
+        with open_writer(store) as writer:
             job = _Job(writer, store, settings, ref, passwords or PasswordBook(), summary, progress,
                        load_embedder or (lambda: Embedder.load(ref, device=settings.device,
                                                                batch_size=settings.embedding_batch_size)))
@@ -156,7 +161,8 @@ class _Job:
     def chunking(self) -> str:
         """What the store records per document; a document chunked otherwise is read again."""
         max_tokens, overlap, window = self.chunk_sizes()
-        return f"{max_tokens} tokens, {overlap} overlap" + (f", windows of {window}" if window else "")
+        recipe = f"{max_tokens} tokens, {overlap} overlap" + (f", windows of {window}" if window else "")
+        return f"{recipe}, {RULES_VERSION}"
 
     def reader(self) -> FileReader:
         if self._reader is None:

@@ -9,10 +9,13 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from llm.errors import GeneratorError, LlmError
-from llm.generator import Chunk, Prompt, user_message
+from llm.generator import Piece, Prompt, Turn
+
+if TYPE_CHECKING:
+    from llm import harmony
 
 
 class NativeGenerator:
@@ -74,15 +77,17 @@ class NativeGenerator:
 
     # ---- generation ------------------------------------------------------------------------
     def render(self, prompt: Prompt) -> list[int]:
-        """The prompt's token ids: system (date, cutoff, reasoning), developer (instructions),
-        user (sources as quoted data, then the question). Special-token text inside a document
-        is encoded as plain text, so it cannot open or close a message."""
+        """The prompt's token ids: system (date, cutoff, reasoning), developer (instructions), the
+        earlier turns, then the user's turn (sources as quoted data, then the question). Special-token
+        text inside a document is encoded as plain text, so it cannot open or close a message."""
         from llm.harmony import conversation, render
 
-        return render(self.tokenizer(), conversation(prompt.today, prompt.instructions, user_message(prompt),
-                                                     reasoning=prompt.reasoning))
+        *history, last = prompt.turns
+        return render(self.tokenizer(), conversation(prompt.today, prompt.instructions, last.text,
+                                                     reasoning=prompt.reasoning,
+                                                     history=[_harmony_message(m) for m in history]))
 
-    def stream(self, prompt: Prompt) -> Iterator[Chunk]:
+    def stream(self, prompt: Prompt) -> Iterator[Piece]:
         from llm.engine import Sampling
         from llm.harmony_parser import Delta, StreamParser
 
@@ -106,12 +111,12 @@ class NativeGenerator:
                 for event in parser.feed(token):
                     if isinstance(event, Delta) and event.text:
                         shown = True
-                        yield Chunk("analysis" if event.channel in ("analysis", "commentary") else "final",
+                        yield Piece("analysis" if event.channel in ("analysis", "commentary") else "final",
                                     event.text)
             if not shown and produced:
                 # The model did not follow the chat format (only a random test checkpoint does
                 # that): show what it said rather than nothing.
-                yield Chunk("final", tok.decode([t for t in produced if t not in tok.special_ids]))
+                yield Piece("final", tok.decode([t for t in produced if t not in tok.special_ids]))
 
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer().text(text))
@@ -119,3 +124,17 @@ class NativeGenerator:
     @property
     def context_tokens(self) -> int:
         return self._context
+
+    def describe(self) -> dict[str, str]:
+        return {"backend": "native", "model": str(self.folder), "context": str(self._context),
+                "tokenizer": "the checkpoint's tokenizer.json (harmony)"}
+
+
+def _harmony_message(m: Turn) -> harmony.Message:
+    """An earlier turn in harmony: the user's as it was, an answer as a `final` message (its
+    reasoning is not kept: harmony drops the analysis of turns that reached a final answer)."""
+    from llm import harmony
+
+    if m.role == "assistant":
+        return harmony.Message("assistant", m.text, channel="final")
+    return harmony.Message("user", m.text)

@@ -1,18 +1,26 @@
 """The openai backend: any OpenAI-compatible server that serves gpt-oss (vLLM, llama.cpp server,
 Ollama), over its streaming chat-completions API. The server renders harmony itself; we pass the
-reasoning effort on and read its reasoning back from the field each server uses for it."""
+reasoning effort on and read its reasoning back from the field each server uses for it.
+
+The context window is the server's when it says (llm/server_facts.py), so a prompt is never built
+larger than the server accepts; without a local tokenizer, prompt sizes are counted by the server's
+`/tokenize` where it has one. A server's error reaches the user with the server's own reason."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
+from llm import server_facts
 from llm.errors import GeneratorError
-from llm.generator import Chunk, Prompt, user_message
+from llm.generator import Piece, Prompt
+from llm.server_facts import ServerFacts
 
 # Where servers put the analysis channel in a streamed delta: vLLM and llama.cpp say
 # `reasoning_content`, Ollama and newer vLLM say `reasoning`.
 _REASONING_FIELDS = ("reasoning_content", "reasoning")
+REPROBE_S = 30.0  # how long a server that did not answer is taken at its configured facts
 
 
 def _dated(prompt: Prompt) -> str:
@@ -26,14 +34,19 @@ class OpenAIGenerator:
     extractive = False
 
     def __init__(self, base_url: str, model: str, api_key: str | None = None, *, context: int = 8192,
-                 timeout_s: float = 120.0, count_tokens: Any = None) -> None:
+                 max_context: int | None = None, timeout_s: float = 120.0, count_tokens: Any = None) -> None:
+        """`context`: the window when the server does not say; `max_context`: a limit the operator
+        set, kept even when the server accepts more."""
         self.base_url = base_url.rstrip("/")
         self.model = model
         self._api_key = api_key or "not-needed"  # local servers accept any key; the client wants one
         self._context = context
+        self._max_context = max_context
         self._timeout = timeout_s
         self._count = count_tokens  # the model's own tokenizer when a local copy is configured
         self._client: Any = None
+        self._facts: ServerFacts | None = None
+        self._next_probe = 0.0
 
     def _connect(self) -> Any:
         if self._client is None:
@@ -49,9 +62,16 @@ class OpenAIGenerator:
         if isinstance(exc, openai.APIConnectionError):
             return GeneratorError(f"cannot reach the generator server at {self.base_url}")
         if isinstance(exc, openai.APIStatusError):
-            detail = " ".join(str(exc.message).split())[:160]
-            return GeneratorError(f"the generator server answered {exc.status_code}: {detail}")
-        return GeneratorError(f"the generator server failed: {type(exc).__name__}")
+            return GeneratorError(f"the generator server answered {exc.status_code}: {server_reason(exc)}")
+        return GeneratorError(f"the generator server failed: {server_reason(exc)}")
+
+    def facts(self) -> ServerFacts | None:
+        """What the server says about itself, asked once it answers (None while it does not)."""
+        if self._facts is None and time.monotonic() >= self._next_probe:
+            self._facts = server_facts.probe(self.base_url, self._api_key, self.model)
+            if self._facts is None:  # a server that is down is not asked again at every token count
+                self._next_probe = time.monotonic() + REPROBE_S
+        return self._facts
 
     def check(self) -> str | None:
         import openai
@@ -64,10 +84,11 @@ class OpenAIGenerator:
             return f"the server at {self.base_url} does not serve {self.model!r} (it serves {', '.join(names[:5])})"
         return None
 
-    def stream(self, prompt: Prompt) -> Iterator[Chunk]:
+    def stream(self, prompt: Prompt) -> Iterator[Piece]:
         import openai
 
-        messages = [{"role": "system", "content": _dated(prompt)}, {"role": "user", "content": user_message(prompt)}]
+        messages = [{"role": "system", "content": _dated(prompt)},
+                    *({"role": m.role, "content": m.text} for m in prompt.turns)]
         try:
             response = self._connect().chat.completions.create(
                 model=self.model, messages=messages, stream=True, max_tokens=prompt.max_tokens,
@@ -79,18 +100,62 @@ class OpenAIGenerator:
                 extra = delta.model_extra or {}
                 for field in _REASONING_FIELDS:
                     if extra.get(field):
-                        yield Chunk("analysis", str(extra[field]))
+                        yield Piece("analysis", str(extra[field]))
                         break
                 if delta.content:
-                    yield Chunk("final", delta.content)
+                    yield Piece("final", delta.content)
         except openai.OpenAIError as exc:
             raise self._failure(exc) from None
 
     def count_tokens(self, text: str) -> int:
         if self._count is not None:
             return int(self._count(text))
-        return len(text) // 3 + 1  # without the tokenizer: a cautious estimate (o200k averages ~4 chars)
+        facts = self.facts()
+        if facts is not None and facts.tokenize is not None:
+            counted = server_facts.count(self.base_url, self._api_key, facts.tokenize, self.model, text)
+            if counted is not None:
+                return counted
+        return _estimate(text)
 
     @property
     def context_tokens(self) -> int:
-        return self._context
+        facts = self.facts()
+        if facts is None or facts.context is None:
+            return self._max_context or self._context
+        return min(facts.context, self._max_context) if self._max_context else facts.context
+
+    def describe(self) -> dict[str, str]:
+        facts = self.facts()
+        out = {"backend": "openai", "server": self.base_url, "model": self.model}
+        if facts is None:
+            out["context"] = f"{self.context_tokens} (configured; the server does not answer)"
+            out["tokenizer"] = "local tokenizer.json" if self._count is not None else "estimate (3 characters a token)"
+            return out
+        out["server"] = f"{facts.server} at {self.base_url}"
+        source = f"from the server's {facts.context_from}" if facts.context else "configured; the server does not say"
+        capped = " (capped by RAGQA_CONTEXT_TOKENS)" if facts.context and self.context_tokens < facts.context else ""
+        out["context"] = f"{self.context_tokens} ({source}){capped}"
+        if self._count is not None:
+            out["tokenizer"] = "local tokenizer.json"
+        else:
+            out["tokenizer"] = "the server's /tokenize" if facts.tokenize else "estimate (3 characters a token)"
+        return out
+
+
+def _estimate(text: str) -> int:
+    return len(text) // 3 + 1  # without a tokenizer: cautious (o200k averages ~4 characters a token)
+
+
+def server_reason(exc: Exception) -> str:
+    """The server's own reason for an error, in one line: the `message` of its error object
+    (OpenAI, vLLM and llama.cpp all send one) or, failing that, what the client says."""
+    body = getattr(exc, "body", None)
+    reason: Any = None
+    if isinstance(body, dict):
+        reason = body.get("message") or body.get("detail") or body.get("error")
+        if isinstance(reason, dict):
+            reason = reason.get("message")
+    if not reason:
+        reason = getattr(exc, "message", "") or str(exc) or type(exc).__name__
+        reason = str(reason).split(" - ", 1)[-1] if str(reason).startswith("Error code:") else reason
+    return " ".join(str(reason).split())[:240]

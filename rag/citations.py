@@ -11,7 +11,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from llm.extractive import split_sentences, terms
+from rag.sentences import split_sentences, terms
 
 CITATION = re.compile(r"\[(\d{1,3}(?:\s*[,;]\s*\d{1,3})*)\]")
 _SUPPORT_MIN = 0.3  # share of a claim's content words a source sentence must hold to be shown as support

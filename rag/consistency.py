@@ -1,29 +1,45 @@
-"""`ragqa check`: do the SQL store, the FAISS file and the lexical (BM25) file agree? `--repair`
-rebuilds both files from SQL (vectors and texts are kept there). Re-embedding the whole store (a new embedding model) lives here too:
-all three rebuild the index from SQL rows."""
+"""`ragqa check`, the layer above `rag.store` and `rag.writer`: do the SQL store, the vector
+(FAISS) index and the lexical (BM25) index of the current generation agree? `--repair`
+(`repair_store`) rebuilds both index files from SQL, where every chunk's vectors and text are kept.
+Imports only downward: the store to read, the writer (its lock and `write_generation`) to repair."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TypeVar
 
 import numpy as np
-from sqlalchemy import Connection, bindparam, func, select, update
+from sqlalchemy import Connection, func, select
 
 from rag import schema as s
 from rag.errors import one_line
 from rag.lexical import LexicalIndex
-from rag.store import CheckReport, Store, chunk_batches, vectors_from_blobs
+from rag.store import IndexState, Store, chunk_batches, vectors_from_blobs
 from rag.vectors import VectorIndex
-
-if TYPE_CHECKING:
-    from rag.embedder import Embedder
+from rag.writer import open_writer, write_generation
 
 _SAMPLE = 200  # vectors compared value by value; ids are compared in full
+_Index = TypeVar("_Index", VectorIndex, LexicalIndex)
+
+
+@dataclass
+class CheckReport:
+    problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    documents: int = 0
+    chunks: int = 0
+    vectors: int = 0
+    generation: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
 
 
 def check_store(store: Store) -> CheckReport:
+    """Compare, in one database snapshot, SQL's chunks with both index files of its generation."""
     report = CheckReport()
     with store.engine.connect() as conn:
         if conn.dialect.name == "postgresql":  # one snapshot for every read below
@@ -51,7 +67,7 @@ def check_store(store: Store) -> CheckReport:
     return report
 
 
-def _check_faiss(store: Store, state: Any, sql_ids: np.ndarray, sample: dict[int, bytes], report: CheckReport) -> None:
+def _check_faiss(store: Store, state: IndexState, sql_ids: np.ndarray, sample: dict[int, bytes], report: CheckReport) -> None:
     if state.generation == 0 or state.dim is None:
         if len(sql_ids):
             report.problems.append("chunks exist but no vector index was ever written")
@@ -75,7 +91,7 @@ def _same_vectors(a: np.ndarray, b: np.ndarray) -> bool:
     return a.shape == b.shape and np.allclose(a, b, atol=1e-6)
 
 
-def _check_lexical(store: Store, state: Any, sql_ids: np.ndarray, report: CheckReport) -> None:
+def _check_lexical(store: Store, state: IndexState, sql_ids: np.ndarray, report: CheckReport) -> None:
     if state.generation == 0:
         return
     path = store.lexical_path(state.generation)
@@ -84,7 +100,7 @@ def _check_lexical(store: Store, state: Any, sql_ids: np.ndarray, report: CheckR
         _compare_ids(lexical.ids(), sql_ids, "lexical entry", path, report)
 
 
-def _load_or_report(load: Callable[[Path], Any], path: Path, what: str, report: CheckReport) -> Any:
+def _load_or_report(load: Callable[[Path], _Index], path: Path, what: str, report: CheckReport) -> _Index | None:
     try:
         return load(path)
     except (OSError, RuntimeError, ValueError) as exc:  # missing, or not a whole index
@@ -124,7 +140,7 @@ def _note_leftovers(store: Store, generation: int, report: CheckReport) -> None:
 
 def repair_store(store: Store) -> CheckReport:
     """Rebuild both index files from SQL; afterwards they agree with it by construction."""
-    with store.writer():
+    with open_writer(store):
         with store.engine.begin() as conn:
             state = store.index_state(conn)
             dim = state.dim
@@ -132,51 +148,11 @@ def repair_store(store: Store) -> CheckReport:
             lexical = LexicalIndex()
             for ids, rows in chunk_batches(conn, s.chunks.c.embedding, s.chunks.c.text):
                 blobs, texts = [r[0] for r in rows], [r[1] for r in rows]
-                if index is None:
+                if index is None or dim is None:  # no model yet: the first vectors tell the dimension
                     dim = len(blobs[0]) // 4
                     index = VectorIndex(dim)
                 index.add(*vectors_from_blobs(ids, blobs, dim))
                 lexical.add(ids, texts)
-            _write_generation(store, conn, state.generation + 1, index, lexical, state.embedding_model, dim)
+            write_generation(store, conn, state.generation + 1, index, lexical, state.embedding_model, dim)
         store.retire_old_files(keep=state.generation + 1)
     return check_store(store)
-
-
-def reembed_store(store: Store, embedder: Embedder, vector_texts: Callable[[str], list[str]],
-                  on_progress: Callable[[int], None] | None = None) -> int:
-    """Re-embed every chunk with `embedder` in one transaction (all or nothing); returns the count.
-    `vector_texts` cuts a chunk into the texts of its vectors. The caller holds the writer lock."""
-    index = VectorIndex(embedder.dim)
-    lexical = LexicalIndex()  # unchanged by a new model, but each generation has its own file
-    total = 0
-    with store.engine.begin() as conn:
-        state = store.index_state(conn)
-        for ids, rows in chunk_batches(conn, s.chunks.c.text):
-            texts = [r[0] for r in rows]
-            windows = [vector_texts(t) for t in texts]
-            vecs = embedder.encode([w for ws in windows for w in ws])
-            per_chunk = np.split(vecs, np.cumsum([len(ws) for ws in windows])[:-1])
-            conn.execute(
-                update(s.chunks).where(s.chunks.c.id == bindparam("cid"))
-                .values(embedding=bindparam("vec"), embedding_model=embedder.name),
-                [{"cid": int(i), "vec": np.ascontiguousarray(v).tobytes()} for i, v in zip(ids, per_chunk)])
-            index.add(np.repeat(ids, [len(ws) for ws in windows]), vecs)
-            lexical.add(ids, texts)
-            total += len(ids)
-            if on_progress:
-                on_progress(len(ids))
-        _write_generation(store, conn, state.generation + 1, index, lexical, embedder.name, embedder.dim)
-    store.retire_old_files(keep=state.generation + 1)
-    return total
-
-
-def _write_generation(store: Store, conn: Connection, generation: int, index: VectorIndex | None,
-                      lexical: LexicalIndex, model: str | None, dim: int | None) -> None:
-    lexical.save(store.lexical_path(generation))
-    if index is not None:
-        index = index.fitted(store.exact_max)
-        index.save(store.faiss_path(generation))
-    conn.execute(update(s.index_state).where(s.index_state.c.id == 1).values(
-        generation=generation, embedding_model=model if index is not None else None,
-        dim=dim if index is not None else None, chunk_count=len(index) if index is not None else 0))
-    # The callers retire older files once this transaction has committed.

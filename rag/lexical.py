@@ -33,14 +33,13 @@ _TOKEN = re.compile(r"(?u)\b\w\w+\b")
 MAX_SEGMENTS = 8
 # Document BM25 in a chunk's score, and its length normalisation. Chunks are capped in length, so b
 # barely matters for them; documents differ in length by orders of magnitude, hence Lucene's usual
-# 0.75 there. Measured on both evaluation sets (docs/benchmarks.md, "Document BM25"): hybrid
-# SciFact train nDCG@10 0.7428 -> 0.7465, CMU success@1 0.9399 -> 0.9408; lexical 0.6900 -> 0.6955,
-# 0.9292 -> 0.9360.
+# 0.75 there. Chosen on both evaluation sets, where it helped hybrid and lexical search alike
+# (docs/benchmarks.md, History, "Document BM25").
 DOCUMENT_WEIGHT = 0.5
 DOCUMENT_B = 0.75
-# Word pairs' BM25 (chunk and document) in a chunk's lexical score. Measured on both evaluation sets
-# (docs/benchmarks.md, "Word pairs"): hybrid SciFact train nDCG@10 0.7465 -> 0.7507 and CMU success@1
-# 0.9408 -> 0.9554; lexical 0.6955 -> 0.6960 and 0.9360 -> 0.9505.
+# Word pairs' BM25 (chunk and document) in a chunk's lexical score. Chosen on both evaluation sets:
+# SciFact peaks at 0.2-0.25 while the long CMU articles keep gaining (docs/benchmarks.md, History,
+# "Word pairs").
 PAIR_WEIGHT = 0.25
 
 

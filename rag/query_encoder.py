@@ -1,7 +1,7 @@
 """Query embedding through ONNX Runtime: the same network and weights as sentence-transformers, but
 run as one optimised graph. For one short text on a CPU the PyTorch model spends most of its time
 in per-operator overhead and unfused small matrix products; ONNX Runtime fuses attention, GELU and
-layer norm and pre-packs the weights, about 2.5 times faster (docs/benchmarks.md, "Search latency").
+layer norm and pre-packs the weights, about 2.5 times faster (docs/benchmarks.md, History, "Query encoder").
 Queries are embedded one at a time while a user waits, so this is where the time goes.
 
 The graph is exported once from the loaded PyTorch model (torch's TorchScript exporter, which needs

@@ -29,9 +29,8 @@ Mode = Literal["hybrid", "dense", "lexical"]
 # How many of each signal's top scores set its z-scores in hybrid search (dense: window scores,
 # BM25: chunk scores). Deeper than the fusion candidates: the top 100 hold a query's few strong
 # matches, which skew mean and spread; the top 1,000 measure the background they stand out from.
-# Measured on both evaluation sets (docs/benchmarks.md): SciFact train nDCG@10 0.7359 -> 0.7378,
-# CMU success@1 0.9311 -> 0.9370 (before windows). Windows rather than chunks for dense: as good
-# (0.7428 / 0.9399 against 0.7421 / 0.9408) and FAISS is asked for 1,000 windows, not 1,000 chunks.
+# Better than the top 100 on both evaluation sets. Windows rather than chunks for dense: as good, and
+# FAISS is asked for 1,000 windows, not 1,000 chunks (docs/benchmarks.md, History).
 STANDARDISE_DEPTH = 1000
 MODES: tuple[Mode, ...] = ("hybrid", "dense", "lexical")
 

@@ -1,5 +1,6 @@
-"""The current SQL schema (SQLAlchemy Core). Migrations in `rag.migrations` build exactly this;
-a test compares the two.
+"""The current SQL schema (SQLAlchemy Core). Migrations in `rag.migrations` build exactly this
+(each step defines its own tables, so editing this file never changes a released step; a change here
+needs a new step); tests/test_migrations.py compares the two on SQLite and PostgreSQL.
 
 Vectors live twice on purpose: as float32 blobs in `chunks.embedding` (the truth, transactional)
 and in a FAISS file named by `index_state.generation` (the fast copy). `ragqa check --repair`
@@ -157,9 +158,6 @@ feedback = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
 )
 
-VERSION_1_TABLES = (schema_version, collections, documents, pages, chunks, ingest_runs, index_state)
-VERSION_2_TABLES = (conversations, messages, feedback)
-
 # ---- version 3: staff accounts, who may read which collection, the audit log -----------------
 users = Table(
     "users",
@@ -189,10 +187,8 @@ audit_log = Table(
     Column("detail", JSON, nullable=False),
 )
 
-VERSION_3_TABLES = (users, collection_readers, audit_log)
-
 # ---- version 4: how each document was chunked ------------------------------------------------
-# A table of its own rather than a column on `documents`, so version 1's tables stay as built.
+# A table of its own rather than a column on `documents`, so version 1's tables are unchanged.
 document_chunking = Table(
     "document_chunking",
     metadata,
@@ -200,5 +196,3 @@ document_chunking = Table(
     # e.g. "256 tokens, 32 overlap": an ingest with other chunk settings re-chunks the document.
     Column("recipe", String(200), nullable=False),
 )
-
-VERSION_4_TABLES = (document_chunking,)

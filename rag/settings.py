@@ -19,62 +19,76 @@ class Settings(BaseSettings):
         env_prefix="RAGQA_", env_file=".env", extra="ignore", frozen=True
     )
 
-    home: Path = Field(Path(".ragqa"), description="Data folder: database, vector index, originals.")
+    home: Path = Field(Path(".ragqa"), description="Data folder: database, vector index, originals, logs.")
     cache_dir: Path | None = Field(
-        None, description="Derived files that can be rebuilt (the ONNX query encoder); default: HOME/cache."
+        None, description="Files ragqa can rebuild: the ONNX query encoder, exported from the embedding model "
+        "on the first search (seconds, once per model). Unset: HOME/cache."
     )
-    database_url: str = Field("", description="SQLAlchemy URL; empty means SQLite in the home.")
+    database_url: str = Field(
+        "", description="Any SQLAlchemy URL, e.g. postgresql+psycopg://user@host/ragqa. Empty: SQLite in the home."
+    )
 
     embedding_model: str = Field(
-        PACKAGED_MINILM, description="The packaged MiniLM, or a local sentence-transformers folder."
+        PACKAGED_MINILM, description="The packaged all-MiniLM-L6-v2, or a local sentence-transformers folder."
     )
-    embedding_batch_size: int = Field(16, ge=1)
+    embedding_batch_size: int = Field(16, ge=1, description="Texts per forward pass of the embedding model.")
     device: str = Field("cpu", description="Torch device for embeddings: cpu, cuda or auto.")
 
     chunk_tokens: int = Field(
-        256, ge=16, description="Largest chunk, in embedding-model tokens (capped at the model's window)."
+        256, ge=16, description="Largest chunk, in the embedding model's tokens (capped at its window); a change "
+        "re-chunks each document at its next ingest."
     )
-    chunk_overlap: int = Field(32, ge=0, description="Tokens shared by neighbouring chunks.")
+    chunk_overlap: int = Field(32, ge=0, description="Tokens neighbouring chunks share.")
     window_tokens: int = Field(
-        96, ge=0, description="Chunks longer than this get one vector per window of about this many tokens "
-        "(whole sentences), matched one by one; 0: one vector per chunk."
+        96, ge=0, description="Chunks longer than this are matched by windows of about this many tokens (whole "
+        "sentences), one vector each; 0: one vector per chunk. A change re-embeds each document at its next ingest."
     )
 
-    search_depth: int = Field(100, ge=10, description="Candidates each search mode contributes to fusion.")
-    dense_weight: float = Field(0.5, ge=0, le=1, description="Weight of dense against lexical in hybrid search.")
+    search_depth: int = Field(100, ge=10, description="Candidates each of dense and lexical search contributes "
+                              "to fusion.")
+    dense_weight: float = Field(0.5, ge=0, le=1, description="Weight of dense against lexical scores in hybrid "
+                                "search.")
     exact_search_max_vectors: int = Field(
-        50_000, ge=1000, description="Above this many vectors (chunk windows), vector search uses an approximate "
-        "(IVF) index.",
+        50_000, ge=1000, description="Above this many vectors (chunk windows; about 18,000 chunks), vector search "
+        "uses an approximate (IVF) index.",
         # Its name before chunks had windows is still read.
         validation_alias=AliasChoices("exact_search_max_vectors", "RAGQA_EXACT_SEARCH_MAX_VECTORS",
                                       "RAGQA_EXACT_SEARCH_MAX_CHUNKS"),
     )
-    ivf_nprobe: int = Field(128, ge=1, description="Clusters an approximate search scans.")
+    ivf_nprobe: int = Field(128, ge=1, description="Clusters an approximate search scans (more: better recall, "
+                            "slower).")
 
-    model_path: Path | None = Field(None, description="Local gpt-oss checkpoint folder (native generator).")
-    generator_device: str = Field("auto", description="Device for the native generator: auto, cpu or cuda.")
+    model_path: Path | None = Field(None, description="Local gpt-oss checkpoint folder for the native generator "
+                                    "(config.json, model-*.safetensors, tokenizer.json).")
+    generator_device: str = Field("auto", description="Device for the native generator: auto (cuda if present, "
+                                  "else cpu), cpu or cuda.")
     generator_dtype: str = Field("auto", description="auto (bfloat16 on GPU, float32 on CPU), float32 or bfloat16.")
-    expert_cache_mb: float = Field(1024.0, ge=0, description="Decoded MXFP4 experts kept in memory; 0 decodes each step.")
+    expert_cache_mb: float = Field(1024.0, ge=0, description="Decoded MXFP4 experts kept in memory, in MB; 0 "
+                                   "decodes them at every step.")
     generator_seed: int | None = Field(None, description="Seed for the native generator's sampling (unset: a new "
                                        "seed per process); set it for reproducible answers.")
     cpu_kernel: bool = Field(True, description="On the CPU, decode one token straight from MXFP4 with our C kernel "
                              "(built on first use by the system C compiler; without one, the PyTorch path).")
-    context_tokens: int = Field(8192, ge=256, description="Longest prompt plus answer the generator plans memory for.")
+    context_tokens: int = Field(8192, ge=256, description="Prompt plus answer must fit in this many tokens (the "
+                                "generator plans memory for it).")
 
     generator: str = Field("auto", pattern="^(auto|extractive|native|openai|fake)$",
-                           description="auto: openai if a server URL is set, else native if a model path is set, else extractive "
-                           "(fake: a deterministic stand-in for tests).")
+                           description="extractive, native, openai or auto: openai if a server URL is set, else "
+                           "native if a model path is set, else extractive (fake: a deterministic stand-in for "
+                           "tests).")
     openai_base_url: str = Field("", description="OpenAI-compatible server serving gpt-oss, e.g. http://vllm:8000/v1.")
-    openai_model: str = Field("openai/gpt-oss-20b", description="Model name the server knows.")
-    openai_api_key: SecretStr | None = Field(None, description="Key for the server, if it wants one.")
+    openai_model: str = Field("openai/gpt-oss-20b", description="The model name that server knows.")
+    openai_api_key: SecretStr | None = Field(None, description="Key for that server, if it wants one (read from the "
+                                             "environment, never stored).")
     answer_passages: int = Field(5, ge=1, le=20, description="Passages given to the generator.")
     answer_max_tokens: int = Field(1024, ge=16, description="Longest answer (reasoning included), in tokens.")
-    reasoning: str = Field("medium", pattern="^(low|medium|high)$", description="Default reasoning effort.")
+    reasoning: str = Field("medium", pattern="^(low|medium|high)$", description="Default reasoning effort: low, "
+                           "medium or high.")
 
     commit_chunks: int = Field(4096, ge=1, description="Commit the store at least every N new chunks.")
-    max_file_mb: float = Field(200.0, gt=0, description="Larger files are refused.")
-    file_timeout_s: float = Field(300.0, gt=0, description="Reading one file may take this long.")
-    loader_memory_mb: int = Field(4096, ge=256, description="Memory cap of the file reader process.")
+    max_file_mb: float = Field(200.0, gt=0, description="Larger files (in MB) are refused.")
+    file_timeout_s: float = Field(300.0, gt=0, description="Reading one file may take this many seconds.")
+    loader_memory_mb: int = Field(4096, ge=256, description="Memory cap of the file reader process, in MB.")
 
     @field_validator("model_path", mode="before")
     @classmethod

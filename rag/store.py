@@ -1,9 +1,15 @@
-"""The document store: SQL metadata (the truth) plus a FAISS file of the same vectors.
+"""The document store, the bottom of three layers: reading it. SQL holds the truth (documents,
+pages, chunks with their texts and vectors); two index files per generation are derived from it:
+a FAISS vector index (`vectors-N.faiss`) and a BM25 lexical index with word pairs (`lexical-N.npz`).
 
-Consistency rule: `index_state.generation` in SQL names the FAISS file that matches the SQL rows.
-A writer writes the next generation's file completely *before* committing the SQL transaction that
-points at it, so after a crash at any moment SQL names a complete file that matches it; files of
-uncommitted generations are garbage, collected later. Only one writer at a time (a file lock).
+Consistency rule: `index_state.generation` in SQL names the pair of index files that matches the
+SQL rows. A writer writes the next generation's files completely *before* committing the SQL
+transaction that points at them, so after a crash at any moment SQL names complete files that
+match it; files of uncommitted generations are garbage, collected later.
+
+This module knows paths, `index_state`, reading a generation, `chunk_batches` and the write lock;
+it imports neither layer above it: `rag.writer` (changing documents, re-embedding) and
+`rag.consistency` (`ragqa check` and its repair) build on it.
 """
 
 from __future__ import annotations
@@ -11,14 +17,14 @@ from __future__ import annotations
 import contextlib
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from filelock import FileLock, Timeout
-from sqlalchemy import Connection, Engine, func, select, update
+from sqlalchemy import ColumnElement, Connection, Engine, func, select, update
 
 from rag import schema as s
 from rag.db import open_database
@@ -62,20 +68,6 @@ class DocumentInfo:
         return out
 
 
-@dataclass
-class CheckReport:
-    problems: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    documents: int = 0
-    chunks: int = 0
-    vectors: int = 0
-    generation: int = 0
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems
-
-
 class Store:
     def __init__(self, engine: Engine, index_dir: Path, *, exact_max: int = EXACT_MAX_DEFAULT,
                  nprobe: int = NPROBE_DEFAULT) -> None:
@@ -94,7 +86,7 @@ class Store:
         self.engine.dispose()
 
     # ---- reading -------------------------------------------------------------------------
-    def index_state(self, conn: Any = None) -> IndexState:
+    def index_state(self, conn: Connection | None = None) -> IndexState:
         with _maybe_connect(self.engine, conn) as c:
             row = c.execute(select(s.index_state).where(s.index_state.c.id == 1)).one()
         return IndexState(row.generation, row.embedding_model, row.dim, row.chunk_count)
@@ -188,27 +180,17 @@ class Store:
 
     def counts(self) -> dict[str, int]:
         with self.engine.connect() as c:
-            docs = dict(c.execute(select(s.documents.c.status, func.count()).group_by(s.documents.c.status)).all())
+            docs: dict[str, int] = dict(c.execute(select(s.documents.c.status, func.count()).group_by(s.documents.c.status)).all())
             chunks = c.execute(select(func.count()).select_from(s.chunks)).scalar() or 0
         return {"documents": sum(docs.values()), "ready": docs.get("ready", 0), "failed": docs.get("failed", 0),
                 "duplicates": docs.get("duplicate", 0), "chunks": chunks}
 
-    # ---- writing -------------------------------------------------------------------------
-    @contextlib.contextmanager
-    def writer(self, wait_s: float = 600.0) -> Iterator[Any]:
-        """The only way to change documents: one writer at a time, all or nothing per commit."""
-        from rag.writer import StoreWriter
-
-        with self.frozen(wait_s, holder="another ingest"):
-            self._mark_dead_runs()
-            w = StoreWriter(self)
-            yield w
-            w.commit()
-
+    # ---- the write lock and index files ---------------------------------------------------
     @contextlib.contextmanager
     def frozen(self, wait_s: float = 600.0, holder: str = "an ingest") -> Iterator[None]:
-        """The store's write lock: no writer runs while this is held (writers take it; backups
-        take it to read a state no ingest is changing)."""
+        """The store's write lock: no writer runs while this is held (`rag.writer.open_writer`
+        takes it; backups take it to read a state no ingest is changing). It lives here, not in
+        the writer, because readers that must see a still store take it too."""
         try:
             self._lock.acquire(timeout=wait_s)
         except Timeout:
@@ -249,29 +231,13 @@ class Store:
             rows = c.execute(select(s.ingest_runs).order_by(s.ingest_runs.c.id.desc()).limit(n)).mappings().all()
         return [dict(r) for r in rows]
 
-    def _mark_dead_runs(self) -> None:
-        # Holding the writer lock means no other ingest is alive: "running" rows are leftovers.
-        with self.engine.begin() as c:
-            c.execute(update(s.ingest_runs).where(s.ingest_runs.c.status == "running").values(status="interrupted"))
-
-    # ---- consistency ---------------------------------------------------------------------
-    def check(self) -> CheckReport:
-        from rag.consistency import check_store
-
-        return check_store(self)
-
-    def repair(self) -> CheckReport:
-        from rag.consistency import repair_store
-
-        return repair_store(self)
-
 
 def _now() -> datetime:
     return datetime.now(UTC)
 
 
 @contextlib.contextmanager
-def _maybe_connect(engine: Engine, conn: Any) -> Iterator[Any]:
+def _maybe_connect(engine: Engine, conn: Connection | None) -> Iterator[Connection]:
     if conn is not None:
         yield conn
     else:
@@ -288,7 +254,8 @@ def vectors_from_blobs(ids: np.ndarray, blobs: list[bytes], dim: int) -> tuple[n
     return np.repeat(np.asarray(ids, np.int64), [len(b) // (4 * dim) for b in blobs]), vectors
 
 
-def chunk_batches(conn: Connection, *columns: Any, size: int = 4096) -> Iterator[tuple[np.ndarray, list[Any]]]:
+def chunk_batches(conn: Connection, *columns: ColumnElement[Any],
+                  size: int = 4096) -> Iterator[tuple[np.ndarray, list[tuple[Any, ...]]]]:
     """Every chunk in id order, `size` at a time: (ids, rows of the asked columns)."""
     last = 0
     while True:

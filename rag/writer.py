@@ -1,27 +1,34 @@
-"""StoreWriter: stages document changes and applies them in one transaction per commit.
+"""Changing the store, the layer above `rag.store`: `open_writer` takes the write lock and yields a
+`StoreWriter`, which stages document changes and applies them in one transaction per commit;
+`reembed_store` re-embeds every chunk with a new model; `write_generation` writes a whole new
+generation (re-embedding and `rag.consistency`'s repair both use it).
 
-A commit (1) applies the staged rows in a SQL transaction, (2) applies the same changes to an
-in-memory copy of the FAISS index and writes it as the next generation's file, (3) points
-`index_state` at that generation and commits. See rag.store for why this order is crash-safe.
+A commit (1) applies the staged rows in a SQL transaction, (2) applies the same changes to
+in-memory copies of the vector (FAISS) and lexical (BM25) indexes and writes them as the next
+generation's files, (3) points `index_state` at that generation and commits. See rag.store for why
+this order is crash-safe. This module imports only `rag.store` and the modules below it.
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from sqlalchemy import Connection, delete, func, insert, select, update
+from sqlalchemy import Connection, Row, bindparam, delete, func, insert, select, update
 
 from rag import schema as s
-from rag.records import DocumentContent, FileFacts
 from rag.lexical import LexicalIndex
-from rag.store import chunk_batches
+from rag.records import DocumentContent, FileFacts
+from rag.store import Store, chunk_batches
 from rag.vectors import VectorIndex
 
-if TYPE_CHECKING:
-    from rag.store import Store
+if TYPE_CHECKING:  # for the annotation only: loading it is the caller's business (it may load torch)
+    from rag.embedder import Embedder
 
 
 @dataclass(frozen=True)
@@ -59,10 +66,30 @@ class _Remove:
     document_id: int
 
 
+_Op = _Put | _Failed | _Duplicate | _Remove
+
+
+@contextlib.contextmanager
+def open_writer(store: Store, wait_s: float = 600.0) -> Iterator[StoreWriter]:
+    """The only way to change documents: one writer at a time, all or nothing per commit; what is
+    still staged when the block ends without an error is committed."""
+    with store.frozen(wait_s, holder="another ingest"):
+        _mark_dead_runs(store)
+        w = StoreWriter(store)
+        yield w
+        w.commit()
+
+
+def _mark_dead_runs(store: Store) -> None:
+    # Holding the writer lock means no other ingest is alive: "running" rows are leftovers.
+    with store.engine.begin() as c:
+        c.execute(update(s.ingest_runs).where(s.ingest_runs.c.status == "running").values(status="interrupted"))
+
+
 class StoreWriter:
     def __init__(self, store: Store) -> None:
         self.store = store
-        self._ops: list[Any] = []
+        self._ops: list[_Op] = []
         self._pending_hash: dict[tuple[int, str], str] = {}  # (collection, hash) -> path
         self._pending_paths: set[tuple[int, str]] = set()
         self._vectors: VectorIndex | None = None
@@ -122,7 +149,7 @@ class StoreWriter:
     def remove(self, document_id: int) -> None:
         self._ops.append(_Remove(document_id))
 
-    def _stage(self, facts: FileFacts, op: Any) -> None:
+    def _stage(self, facts: FileFacts, op: _Op) -> None:
         self._pending_paths.add((facts.collection_id, facts.path))
         self._ops.append(op)
 
@@ -132,7 +159,7 @@ class StoreWriter:
             return
         vectors = self._load_vectors()
         lexical = self._load_lexical()
-        new_files: list = []
+        new_files: list[Path] = []
         try:
             with self.store.engine.begin() as conn:
                 state = conn.execute(select(s.index_state).where(s.index_state.c.id == 1).with_for_update()).one()
@@ -217,7 +244,7 @@ def _document_values(f: FileFacts, **extra: Any) -> dict[str, Any]:
                 size_bytes=f.size_bytes, doc_type=f.doc_type, updated_at=_now(), **extra)
 
 
-def _existing_row(conn: Connection, f: FileFacts) -> Any:
+def _existing_row(conn: Connection, f: FileFacts) -> Row[Any] | None:
     d = s.documents.c
     return conn.execute(select(s.documents).where(d.collection_id == f.collection_id, d.path == f.path)).first()
 
@@ -230,7 +257,7 @@ def _drop_content(conn: Connection, document_id: int, removed: list[int]) -> Non
     conn.execute(delete(s.document_chunking).where(s.document_chunking.c.document_id == document_id))
 
 
-def _upsert(conn: Connection, row: Any, values: dict[str, Any]) -> int:
+def _upsert(conn: Connection, row: Row[Any] | None, values: dict[str, Any]) -> int:
     if row is None:
         return conn.execute(insert(s.documents).values(created_at=_now(), **values)
                             .returning(s.documents.c.id)).scalar_one()
@@ -305,8 +332,6 @@ def _apply_remove(conn: Connection, op: _Remove, removed: list[int]) -> None:
 
 
 def _title_from_path(path: str) -> str:
-    from pathlib import Path
-
     return Path(path).stem
 
 
@@ -324,3 +349,45 @@ def _update_lexical(conn: Connection, lexical: LexicalIndex, removed: list[int],
     if added_ids:
         lexical.add(np.concatenate(added_ids), added_texts)
     return lexical
+
+
+def reembed_store(store: Store, embedder: Embedder, vector_texts: Callable[[str], list[str]],
+                  on_progress: Callable[[int], None] | None = None) -> int:
+    """Re-embed every chunk with `embedder` in one transaction (all or nothing); returns the count.
+    `vector_texts` cuts a chunk into the texts of its vectors. The caller holds the writer lock
+    (`open_writer`)."""
+    index = VectorIndex(embedder.dim)
+    lexical = LexicalIndex()  # unchanged by a new model, but each generation has its own file
+    total = 0
+    with store.engine.begin() as conn:
+        state = store.index_state(conn)
+        for ids, rows in chunk_batches(conn, s.chunks.c.text):
+            texts = [r[0] for r in rows]
+            windows = [vector_texts(t) for t in texts]
+            vecs = embedder.encode([w for ws in windows for w in ws])
+            per_chunk = np.split(vecs, np.cumsum([len(ws) for ws in windows])[:-1])
+            conn.execute(
+                update(s.chunks).where(s.chunks.c.id == bindparam("cid"))
+                .values(embedding=bindparam("vec"), embedding_model=embedder.name),
+                [{"cid": int(i), "vec": np.ascontiguousarray(v).tobytes()} for i, v in zip(ids, per_chunk)])
+            index.add(np.repeat(ids, [len(ws) for ws in windows]), vecs)
+            lexical.add(ids, texts)
+            total += len(ids)
+            if on_progress:
+                on_progress(len(ids))
+        write_generation(store, conn, state.generation + 1, index, lexical, embedder.name, embedder.dim)
+    store.retire_old_files(keep=state.generation + 1)
+    return total
+
+
+def write_generation(store: Store, conn: Connection, generation: int, index: VectorIndex | None,
+                     lexical: LexicalIndex, model: str | None, dim: int | None) -> None:
+    """Write both index files of `generation`, whole, and point `index_state` at them in `conn`'s
+    transaction. The caller holds the writer lock and retires older files once it has committed."""
+    lexical.save(store.lexical_path(generation))
+    if index is not None:
+        index = index.fitted(store.exact_max)
+        index.save(store.faiss_path(generation))
+    conn.execute(update(s.index_state).where(s.index_state.c.id == 1).values(
+        generation=generation, embedding_model=model if index is not None else None,
+        dim=dim if index is not None else None, chunk_count=len(index) if index is not None else 0))

@@ -64,13 +64,15 @@ def generator(settings: Settings, retriever: Retriever | None = None) -> Generat
             raise ConfigError("RAGQA_GENERATOR=openai needs RAGQA_OPENAI_BASE_URL")
         key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
         count = _local_token_counter(settings)
+        # The server's window is used when it says; a window the operator set is a limit on it.
+        explicit = settings.context_tokens if "context_tokens" in settings.model_fields_set else None
         return OpenAIGenerator(settings.openai_base_url, settings.openai_model, key, context=settings.context_tokens,
-                               count_tokens=count)
+                               max_context=explicit, count_tokens=count)
     if kind == "fake":
         from llm.generator import FakeGenerator
 
         return FakeGenerator(settings.context_tokens)
-    from llm.extractive import ExtractiveGenerator
+    from rag.extractive import ExtractiveGenerator
 
     embed = (lambda texts: retriever.embedder().encode(texts)) if retriever is not None else None
     return ExtractiveGenerator(embed)

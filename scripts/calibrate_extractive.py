@@ -1,4 +1,4 @@
-"""Calibrate the extractive backend's "no answer" threshold (llm/extractive.py, MIN_SCORE).
+"""Calibrate the extractive backend's "no answer" threshold (rag/extractive.py, MIN_SCORE).
 
     python scripts/calibrate_extractive.py ../shared/data/cmu-qa/S08 WORK_DIR [EVERY]
 
@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-import llm.extractive as extractive
+from rag import extractive
 from rag.settings import Settings
 from ragqa.eval import qa as eval_qa
 

@@ -76,8 +76,17 @@ def store(settings: Settings):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
+def library(tmp_path: Path, store, settings: Settings, embedder):  # type: ignore[no-untyped-def]
+    """Folders of files ingested into the test's store: `library({"a.txt": "text", "b.pdf": [page, ...]},
+    collection="hr", folder="hr")` returns the folder (tests.helpers.Library)."""
+    from tests.helpers import Library
+
+    return Library(tmp_path, store, settings, embedder)
+
+
+@pytest.fixture
 def cli_env(settings: Settings) -> dict[str, str]:
-    """Environment for running `ragqa` as a subprocess against the test's store."""
+    """Environment for `ragqa` (tests.helpers.ragqa in this process, or ragqa_process) against the test's store."""
     env = dict(os.environ)
     env.update({"RAGQA_HOME": str(settings.home), "RAGQA_DATABASE_URL": settings.database_url,
                 "RAGQA_CHUNK_TOKENS": str(settings.chunk_tokens), "RAGQA_CHUNK_OVERLAP": str(settings.chunk_overlap)})

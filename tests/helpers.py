@@ -1,7 +1,15 @@
-"""Small helpers shared by tests that use the store."""
+"""Helpers shared by the tests: one way to ingest files into the test's store (`Library`, the
+`library` fixture), one way to run `ragqa` in this process (`ragqa`) and one to run it as a process
+of its own (`ragqa_process`), and looks into the store."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import traceback
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +21,95 @@ from rag import schema as s
 
 def run_ingest(paths: list[Path], store: Any, settings: Any, embedder: Any, **kw: Any) -> IngestSummary:
     return ingest(paths, store, settings, embedder.ref, load_embedder=lambda: embedder, **kw)
+
+
+#: A file's content: text, bytes, a PDF's pages (a list of strings), or a function that writes the path.
+FileSpec = str | bytes | list[str] | Callable[[Path], object]
+
+
+def write_files(folder: Path, files: Mapping[str, FileSpec]) -> Path:
+    """Write `files` (relative name -> content) under `folder`; returns the folder."""
+    from tests.fixtures import make_pdf
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, content in files.items():
+        path = folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, str):
+            path.write_text(content)
+        elif isinstance(content, bytes):
+            path.write_bytes(content)
+        elif isinstance(content, list):
+            make_pdf(path, content)
+        else:
+            content(path)
+    return folder
+
+
+class Library:
+    """What the `library` fixture gives: `library(files, collection=..., folder=...)` writes the
+    files into a folder of the test's tmp_path, ingests that folder into the test's store (with
+    the session's embedder) and returns the folder; every file must go in (tests of failures call
+    `run_ingest`). The last ingest's summary is `library.summary`."""
+
+    def __init__(self, root: Path, store: Any, settings: Any, embedder: Any) -> None:
+        self.root, self.store, self.settings, self.embedder = root, store, settings, embedder
+        self.summary: IngestSummary | None = None
+
+    def __call__(self, files: Mapping[str, FileSpec], *, collection: str = "default", folder: str = "lib",
+                 **ingest_kw: Any) -> Path:
+        path = write_files(self.root / folder, files)
+        self.summary = run_ingest([path], self.store, self.settings, self.embedder, collection=collection,
+                                  **ingest_kw)
+        assert not self.summary.failed, self.summary.failed
+        return path
+
+
+@dataclass(frozen=True)
+class Ran:
+    """A finished `ragqa` run, named as subprocess.CompletedProcess names it."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def ragqa(env: Mapping[str, str] | None, *args: str, input: str | None = None) -> Ran:
+    """`ragqa ARGS` in this process (typer's CliRunner on `ragqa.cli.app`), seeing exactly `env` as
+    its environment (None: this process's), as a subprocess would: for output and exit codes.
+    Tests that need a process of their own (kill -9, processes racing, a server) use `ragqa_process`."""
+    from typer.testing import CliRunner
+
+    from ragqa.cli import app, common
+
+    changes = None if env is None else {**{k: None for k in os.environ if k not in env}, **env}
+    common._settings = None  # the CLI reads its settings once per process: here, once per run
+    try:
+        result = CliRunner().invoke(app, list(args), input=input, env=changes)
+    finally:
+        common._settings = None
+    stderr = result.stderr
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        # An exception that escaped the CLI: what the interpreter would have printed, exit status 1.
+        stderr += "".join(traceback.format_exception(result.exception))
+    return Ran(result.exit_code, result.stdout, stderr)
+
+
+def ragqa_command(*args: str) -> list[str]:
+    """The command line of `ragqa ARGS` run by this interpreter, for subprocess.Popen."""
+    return [sys.executable, "-m", "ragqa.cli", *args]
+
+
+def ragqa_process(env: Mapping[str, str], *args: str, input: str | None = None,
+                  timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """`ragqa ARGS` as a separate process, waited for: only where a test needs a real process."""
+    return subprocess.run(ragqa_command(*args), env=dict(env), input=input, capture_output=True, text=True,
+                          timeout=timeout, check=False)
+
+
+def no_traceback(result: Ran | subprocess.CompletedProcess[str]) -> None:
+    """Users see one-line errors, never a Python traceback."""
+    assert "Traceback" not in result.stdout + result.stderr
 
 
 def nearest_texts(store: Any, embedder: Any, query: str, k: int = 3) -> list[str]:

@@ -7,25 +7,21 @@ from pathlib import Path
 
 import pytest
 
-from llm.extractive import ExtractiveGenerator
 from rag.access import LOCAL_ADMIN, AccessDenied, Accounts, Principal
 from rag.answer import Answerer
 from rag.audit import answer_detail, entries, record
 from rag.errors import ConfigError, NotFoundError
+from rag.extractive import ExtractiveGenerator
 from rag.retrieval import Retriever, Scope
-from tests.helpers import run_ingest
-from tests.test_cli import _no_traceback, ragqa
+from tests.helpers import Library, no_traceback, ragqa
 
 
 @pytest.fixture
-def two_collections(tmp_path: Path, store, settings, embedder):  # type: ignore[no-untyped-def]
-    hr, general = tmp_path / "hr", tmp_path / "general"
-    hr.mkdir()
-    general.mkdir()
-    (hr / "pay.txt").write_text("Salaries\n\nThe finance director earns 200000 pounds a year, paid monthly.")
-    (general / "canteen.txt").write_text("Canteen\n\nThe canteen opens at eight; the finance director eats there.")
-    run_ingest([hr], store, settings, embedder, collection="hr")
-    run_ingest([general], store, settings, embedder, collection="general")
+def two_collections(library: Library, store) -> Accounts:  # type: ignore[no-untyped-def]
+    library({"pay.txt": "Salaries\n\nThe finance director earns 200000 pounds a year, paid monthly."},
+            collection="hr", folder="hr")
+    library({"canteen.txt": "Canteen\n\nThe canteen opens at eight; the finance director eats there."},
+            collection="general", folder="general")
     accounts = Accounts(store.engine)
     accounts.grant("hr", "hr-staff")
     return accounts
@@ -109,7 +105,7 @@ def test_cli_users_collections_ask_as_user_and_audit(tmp_path: Path, cli_env: di
     asked = ragqa(cli_env, "ask", "What does the finance director earn?", "--user", "sam", "--json")
     assert asked.returncode == 0 and json.loads(asked.stdout)["sources"] == []
     denied = ragqa(cli_env, "ask", "x", "--user", "sam", "--collection", "hr")
-    _no_traceback(denied)
+    no_traceback(denied)
     assert denied.returncode == 1 and "no collection 'hr'" in denied.stderr
     log = json.loads(ragqa(cli_env, "audit", "--json").stdout)
     assert [e["action"] for e in log] == ["ingest", "collections.grant", "users.add", "ask"]

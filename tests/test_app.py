@@ -9,25 +9,23 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
+from rag.consistency import check_store
 from rag.conversations import Conversations
-from tests.helpers import run_ingest
+from tests.helpers import Library, run_ingest
 
 MAIN = str(Path(__file__).parents[1] / "ragqa" / "ui_app.py")
 PAGES = Path(__file__).parents[1] / "app" / "pages"
 
 
 @pytest.fixture
-def ui(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, settings, store, embedder):  # type: ignore[no-untyped-def]
+def ui(monkeypatch: pytest.MonkeyPatch, library: Library, settings, store):  # type: ignore[no-untyped-def]
     """A library of two documents, one of which carries HTML; the UI reads the same settings."""
-    lib = tmp_path / "lib"
-    lib.mkdir()
-    (lib / "leave.md").write_text("# Leave\n\nStaff get 27 days of annual leave, plus public holidays.\n\n"
-                                  "Unused leave of up to five days carries over to the next year.")
-    (lib / "evil.html").write_text("<html><head><title>Canteen</title></head><body><article><h1>Canteen</h1>"
-                                   "<p>The canteen opens at eight. &lt;script&gt;alert('x')&lt;/script&gt; "
-                                   "<b>Soup</b> on Fridays is served from noon until the canteen closes.</p>"
-                                   "</article></body></html>")
-    run_ingest([lib], store, settings, embedder, collection="hr")
+    library({"leave.md": "# Leave\n\nStaff get 27 days of annual leave, plus public holidays.\n\n"
+                         "Unused leave of up to five days carries over to the next year.",
+             "evil.html": "<html><head><title>Canteen</title></head><body><article><h1>Canteen</h1>"
+                          "<p>The canteen opens at eight. &lt;script&gt;alert('x')&lt;/script&gt; "
+                          "<b>Soup</b> on Fridays is served from noon until the canteen closes.</p>"
+                          "</article></body></html>"}, collection="hr")
     for key, value in {"RAGQA_HOME": str(settings.home), "RAGQA_DATABASE_URL": settings.database_url,
                        "RAGQA_GENERATOR": "fake", "RAGQA_CHUNK_TOKENS": "64", "RAGQA_CHUNK_OVERLAP": "8"}.items():
         monkeypatch.setenv(key, value)
@@ -100,7 +98,7 @@ def test_library_lists_filters_and_deletes_documents(ui) -> None:  # type: ignor
     at.multiselect[0].set_value([doc_id]).run()
     at.button(key="delete").click().run()
     assert [d.title for d in ui.documents()] == ["Leave"]
-    assert ui.check().ok
+    assert check_store(ui).ok
 
 
 def test_library_shows_failures_with_their_reasons(ui, tmp_path, settings, embedder) -> None:  # type: ignore[no-untyped-def]

@@ -6,26 +6,19 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
-
-from tests.fixtures import make_pdf
+from tests.helpers import Library, no_traceback, ragqa
 from tests.openai_standin import StandIn
-from tests.test_cli import _no_traceback, ragqa
+
+#: A two-page PDF and a note, ingested into the test's store by the `library` fixture.
+HANDBOOK = {"handbook.pdf": ["Staff handbook\nThis handbook covers leave and travel.",
+                             "Travel\nThe mileage allowance for private cars is 42 pence per mile."],
+            "canteen.md": "# Canteen\n\nThe canteen opens at eight and serves soup on Fridays."}
 
 
-@pytest.fixture
-def library(tmp_path: Path, cli_env: dict[str, str]) -> dict[str, str]:
-    lib = tmp_path / "lib"
-    make_pdf(lib / "handbook.pdf", ["Staff handbook\nThis handbook covers leave and travel.",
-                                    "Travel\nThe mileage allowance for private cars is 42 pence per mile."])
-    (lib / "canteen.md").write_text("# Canteen\n\nThe canteen opens at eight and serves soup on Fridays.")
-    assert ragqa(cli_env, "ingest", str(lib)).returncode == 0
-    return cli_env
-
-
-def test_ask_extractive_json_cites_page_and_characters(library: dict[str, str]) -> None:
-    out = ragqa(library, "ask", "What is the mileage allowance for private cars?", "--json")
-    _no_traceback(out)
+def test_ask_extractive_json_cites_page_and_characters(library: Library, cli_env: dict[str, str]) -> None:
+    library(HANDBOOK)
+    out = ragqa(cli_env, "ask", "What is the mileage allowance for private cars?", "--json")
+    no_traceback(out)
     assert out.returncode == 0, out.stderr
     answer = json.loads(out.stdout)
     assert answer["backend"] == "extractive" and answer["extractive"] and answer["answered"]
@@ -36,32 +29,36 @@ def test_ask_extractive_json_cites_page_and_characters(library: dict[str, str]) 
     assert quote["page"] == 2 and quote["verbatim"] and quote["end"] - quote["start"] == len(quote["text"])
 
 
-def test_ask_text_output_and_bad_reasoning(library: dict[str, str]) -> None:
-    out = ragqa(library, "ask", "When does the canteen open?")
+def test_ask_text_output_and_bad_reasoning(library: Library, cli_env: dict[str, str]) -> None:
+    library(HANDBOOK)
+    out = ragqa(cli_env, "ask", "When does the canteen open?")
     assert out.returncode == 0 and "eight" in out.stdout and "backend: extractive" in out.stdout
     assert "*[1]" in out.stdout or "*[2]" in out.stdout  # cited sources are starred
-    bad = ragqa(library, "ask", "x", "--reasoning", "extreme")
-    _no_traceback(bad)
+    bad = ragqa(cli_env, "ask", "x", "--reasoning", "extreme")
+    no_traceback(bad)
     assert bad.returncode == 2 and "reasoning" in bad.stderr
 
 
-def test_ask_with_the_native_engine_on_a_tiny_checkpoint(library: dict[str, str], tmp_path: Path) -> None:
+def test_ask_with_the_native_engine_on_a_tiny_checkpoint(library: Library, cli_env: dict[str, str],
+                                                         tmp_path: Path) -> None:
     from llm.tiny import TinySpec, make_tiny_checkpoint
 
+    library(HANDBOOK)
     model = make_tiny_checkpoint(tmp_path / "tiny", TinySpec())
-    env = {**library, "RAGQA_MODEL_PATH": str(model), "RAGQA_ANSWER_MAX_TOKENS": "32", "RAGQA_CONTEXT_TOKENS": "4096",
+    env = {**cli_env, "RAGQA_MODEL_PATH": str(model), "RAGQA_ANSWER_MAX_TOKENS": "32", "RAGQA_CONTEXT_TOKENS": "4096",
            "RAGQA_GENERATOR_SEED": "0"}  # sampling from random weights: a fixed seed keeps the run reproducible
     out = ragqa(env, "ask", "When does the canteen open?", "--json", "--reasoning", "low")
-    _no_traceback(out)
+    no_traceback(out)
     assert out.returncode == 0, out.stderr
     answer = json.loads(out.stdout)
     assert answer["backend"] == "native" and not answer["extractive"] and answer["sources"]
     assert answer["answer"] or answer["reasoning"]  # nonsense, but produced by our engine
 
 
-def test_ask_through_an_openai_compatible_server(library: dict[str, str]) -> None:
+def test_ask_through_an_openai_compatible_server(library: Library, cli_env: dict[str, str]) -> None:
+    library(HANDBOOK)
     with StandIn(["The canteen opens at eight [1]. ", "See also [9]."], ["Checking the sources."]) as server:
-        env = {**library, "RAGQA_OPENAI_BASE_URL": server.url, "RAGQA_OPENAI_MODEL": "gpt-oss-test"}
+        env = {**cli_env, "RAGQA_OPENAI_BASE_URL": server.url, "RAGQA_OPENAI_MODEL": "gpt-oss-test"}
         out = ragqa(env, "ask", "When does the canteen open?", "--json", "--reasoning", "high")
         request = server.requests[0]
     assert out.returncode == 0, out.stderr
@@ -71,7 +68,7 @@ def test_ask_through_an_openai_compatible_server(library: dict[str, str]) -> Non
     assert answer["problems"] == ["[9] cites no source that was given"]
     assert request["reasoning_effort"] == "high" and "canteen" in request["messages"][1]["content"]
     shown = ragqa(env | {"RAGQA_OPENAI_BASE_URL": "http://127.0.0.1:9/v1"}, "ask", "When?")
-    _no_traceback(shown)
+    no_traceback(shown)
     assert shown.returncode == 1 and "cannot reach the generator server" in shown.stderr
 
 

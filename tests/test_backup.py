@@ -11,9 +11,8 @@ import pytest
 
 from rag.conversations import Conversations
 from tests.conftest import fresh_database
-from tests.test_cli import _no_traceback, ragqa
 from tests.fixtures import make_pdf
-from tests.helpers import chunk_snapshot
+from tests.helpers import chunk_snapshot, no_traceback, ragqa
 
 
 @pytest.fixture
@@ -52,7 +51,7 @@ def test_backup_restore_round_trip_loses_nothing(tmp_path: Path, cli_env: dict[s
     assert ragqa(env2, "check").returncode == 0
 
     again = ragqa(env2, "restore", str(tmp_path / "backup"))  # the target now holds a library
-    _no_traceback(again)
+    no_traceback(again)
     assert again.returncode == 2 and "already holds a library" in again.stderr
     used = ragqa(cli_env, "backup", str(tmp_path / "backup"))
     assert used.returncode == 2 and "not empty" in used.stderr

@@ -34,6 +34,7 @@ def server(tmp_path: Path, database_url: str) -> Iterator[str]:
     port = free_port()
     env = {**os.environ, "RAGQA_HOME": str(tmp_path / "home"), "RAGQA_DATABASE_URL": database_url,
            "RAGQA_GENERATOR": "extractive", "HF_HUB_OFFLINE": "1"}
+    # A process of its own: `ragqa ui` execs the Streamlit server; started by the console script users run.
     ragqa = shutil.which("ragqa", path=str(Path(sys.executable).parent)) or "ragqa"
     log = (tmp_path / "ui.log").open("w")
     proc = subprocess.Popen([ragqa, "ui", "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT)

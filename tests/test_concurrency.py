@@ -1,4 +1,6 @@
-"""Questions keep being answered while an ingest runs, and two ingests at once both complete."""
+"""Questions keep being answered while an ingest runs, and two ingests at once both complete.
+The ingests are processes of their own (tests.helpers.ragqa_command): what is tested is processes
+sharing one store, each with its own connections, locks and index files."""
 
 from __future__ import annotations
 
@@ -8,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from rag.consistency import check_store
 from rag.retrieval import Retriever
 from rag.settings import Settings
 from tests.fixtures import paragraph
-from tests.helpers import run_ingest
-from tests.test_cli import ragqa
+from tests.helpers import ragqa, ragqa_command, run_ingest
 
 
 def _folder(root: Path, name: str, n: int) -> Path:
@@ -29,8 +31,8 @@ def test_searches_keep_working_while_an_ingest_commits(tmp_path: Path, cli_env: 
     run_ingest([_folder(tmp_path, "base", 3)], store, settings, embedder)
     retriever = Retriever(store, lambda: embedder)
     env = {**cli_env, "RAGQA_COMMIT_CHUNKS": "8"}  # many small commits while we search
-    proc = subprocess.Popen([sys.executable, "-m", "ragqa.cli", "ingest", str(_folder(tmp_path, "more", 25))],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(ragqa_command("ingest", str(_folder(tmp_path, "more", 25))), env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     searches, generations = 0, set()
     while proc.poll() is None or searches < 5:
         passages = retriever.search("base subject", 5)
@@ -46,9 +48,8 @@ def test_searches_keep_working_while_an_ingest_commits(tmp_path: Path, cli_env: 
 @pytest.mark.slow
 def test_two_ingests_at_once_both_complete(tmp_path: Path, cli_env: dict[str, str]) -> None:
     folders = [_folder(tmp_path, name, 8) for name in ("left", "right")]
-    procs = [subprocess.Popen([sys.executable, "-m", "ragqa.cli", "ingest", str(f), "--collection", f.name],
-                              env=cli_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for f in folders]
+    procs = [subprocess.Popen(ragqa_command("ingest", str(f), "--collection", f.name), env=cli_env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for f in folders]
     for p in procs:
         out, err = p.communicate(timeout=600)
         assert p.returncode == 0, err
@@ -57,7 +58,7 @@ def test_two_ingests_at_once_both_complete(tmp_path: Path, cli_env: dict[str, st
     store = open_store(Settings(home=Path(cli_env["RAGQA_HOME"]), database_url=cli_env["RAGQA_DATABASE_URL"]))
     assert sorted((d.collection, d.status) for d in store.documents()) == \
         [("left", "ready")] * 8 + [("right", "ready")] * 8
-    assert store.check().ok
+    assert check_store(store).ok
 
 
 def test_processes_opening_a_new_database_at_once_migrate_it_once(settings: Settings) -> None:

@@ -6,24 +6,20 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.fixtures import make_pdf, paragraph
-from tests.test_cli import ragqa
+from tests.fixtures import paragraph
+from tests.helpers import ragqa, ragqa_command, write_files
 
 
-def _library(root: Path) -> Path:
-    lib = root / "lib"
-    lib.mkdir()
-    for i in range(30):
-        (lib / f"note{i:02d}.txt").write_text(paragraph(f"topic {i} of the crash library", 8))
-    for i in range(4):
-        make_pdf(lib / f"report{i}.pdf", [paragraph(f"report {i} page {p}", 6) for p in range(3)])
-    return lib
+def _folder(root: Path) -> Path:
+    """34 files (30 notes, 4 three-page PDFs), not yet ingested."""
+    notes = {f"note{i:02d}.txt": paragraph(f"topic {i} of the crash library", 8) for i in range(30)}
+    reports = {f"report{i}.pdf": [paragraph(f"report {i} page {p}", 6) for p in range(3)] for i in range(4)}
+    return write_files(root / "lib", {**notes, **reports})
 
 
 def _snapshot(env: dict[str, str]) -> set[tuple[str, str, int, str]]:
@@ -69,14 +65,15 @@ def _kill_after(proc: subprocess.Popen[bytes], env: dict[str, str], commits: int
 
 @pytest.mark.slow
 def test_kill_9_during_ingest_never_breaks_the_store(tmp_path: Path, cli_env: dict[str, str]) -> None:
-    lib = _library(tmp_path)
+    lib = _folder(tmp_path)
     env = {**cli_env, "RAGQA_COMMIT_CHUNKS": "12"}  # many commits, so kills land between them
     rng = random.Random(20261125)
     plan = [(0, rng.uniform(1.0, 4.0))] + [(rng.randint(1, 3), rng.uniform(0.0, 0.6)) for _ in range(3)]
     documents_after_kill = []
     for commits, extra in plan:
-        proc = subprocess.Popen([sys.executable, "-m", "ragqa.cli", "ingest", str(lib)], env=env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        # A process of its own, to be killed; checks and the final ingest run in this process.
+        proc = subprocess.Popen(ragqa_command("ingest", str(lib)), env=env, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
         assert _kill_after(proc, env, commits, extra), "the ingest finished before the kill"
         check = ragqa(env, "check")
         assert check.returncode == 0, check.stdout + check.stderr

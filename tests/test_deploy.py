@@ -38,6 +38,7 @@ def test_the_schema_check_does_catch_mistakes(compose: dict) -> None:  # type: i
     assert len(list(Draft201909Validator(schema).iter_errors(broken))) >= 2
 
 
+@pytest.mark.slow  # runs the docker CLI, a process of its own
 @pytest.mark.skipif(shutil.which("docker") is None, reason="no docker CLI")
 def test_docker_compose_config_accepts_it_when_the_cli_has_compose(tmp_path: Path) -> None:
     probe = subprocess.run(["docker", "compose", "version"], capture_output=True, text=True)

@@ -84,12 +84,12 @@ def test_baselines_beside_the_product_show_what_chunking_finds(tmp_path: Path) -
 def test_the_command_prints_the_baselines_after_the_modes(tmp_path: Path) -> None:
     import os
 
-    from tests.test_cli import _no_traceback, ragqa
+    from tests.helpers import no_traceback, ragqa
 
     _beir(tmp_path / "set")
     env = {**os.environ, "RAGQA_HOME": str(tmp_path / "home")}
     out = ragqa(env, "eval", "beir", str(tmp_path / "set"), "--mode", "lexical", "--baselines")
-    _no_traceback(out)
+    no_traceback(out)
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
     assert [line.split()[0] for line in lines] == ["lexical", "baseline-bm25", "baseline-dense"]

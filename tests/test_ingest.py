@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 
 from ingest.discover import PasswordBook
+from rag.consistency import check_store
+from rag.writer import open_writer, reembed_store
 from tests.fixtures import encrypt_pdf, make_docx, make_pdf, paragraph
 from tests.helpers import chunk_snapshot, nearest_texts, run_ingest
 
@@ -29,7 +31,8 @@ class CountingEmbedder:
 
 
 @pytest.fixture
-def library(tmp_path: Path) -> Path:
+def formats(tmp_path: Path) -> Path:
+    """A folder (not yet ingested) with a file of every format, and one ragqa does not read."""
     lib = tmp_path / "library"
     lib.mkdir()
     make_pdf(lib / "handbook.pdf", ["Staff handbook. " + paragraph("holiday allowance", 6),
@@ -43,19 +46,19 @@ def library(tmp_path: Path) -> Path:
     return lib
 
 
-def test_every_format_goes_in_and_is_findable(library: Path, store: Any, settings: Any, embedder: Any) -> None:
-    summary = run_ingest([library], store, settings, embedder)
+def test_every_format_goes_in_and_is_findable(formats: Path, store: Any, settings: Any, embedder: Any) -> None:
+    summary = run_ingest([formats], store, settings, embedder)
     assert (summary.added, summary.failed, summary.skipped) == (5, [], 1)
     docs = {Path(d.path).name: d for d in store.documents()}
     assert docs["handbook.pdf"].pages == 2 and docs["notes.txt"].pages is None
     assert {d.status for d in docs.values()} == {"ready"}
     assert docs["memo.docx"].title == "Security memo" and docs["page.html"].title == "Parking"
     assert "canteen opens at eight" in nearest_texts(store, embedder, "When does the canteen open?")[0]
-    assert store.check().ok
+    assert check_store(store).ok
 
 
-def test_second_page_chunks_cite_page_two(library: Path, store: Any, settings: Any, embedder: Any) -> None:
-    run_ingest([library / "handbook.pdf"], store, settings, embedder)
+def test_second_page_chunks_cite_page_two(formats: Path, store: Any, settings: Any, embedder: Any) -> None:
+    run_ingest([formats / "handbook.pdf"], store, settings, embedder)
     from sqlalchemy import select
 
     from rag import schema as s
@@ -71,20 +74,20 @@ def test_second_page_chunks_cite_page_two(library: Path, store: Any, settings: A
         assert r.page[r.page_char_start:r.page_char_start + 20] == r.text[:20]
 
 
-def test_rerun_of_unchanged_files_embeds_nothing(library: Path, store: Any, settings: Any, embedder: Any) -> None:
-    run_ingest([library], store, settings, embedder)
+def test_rerun_of_unchanged_files_embeds_nothing(formats: Path, store: Any, settings: Any, embedder: Any) -> None:
+    run_ingest([formats], store, settings, embedder)
     before = chunk_snapshot(store)
     counting = CountingEmbedder(embedder)
-    again = run_ingest([library], store, settings, counting)
+    again = run_ingest([formats], store, settings, counting)
     assert (again.added, again.updated, again.unchanged) == (0, 0, 5)
     assert counting.calls == 0
     assert chunk_snapshot(store) == before
 
 
-def test_changed_file_replaces_its_chunks(library: Path, store: Any, settings: Any, embedder: Any) -> None:
-    run_ingest([library], store, settings, embedder)
-    (library / "notes.txt").write_text("The maintenance window moved to Sunday at five in the morning.")
-    summary = run_ingest([library], store, settings, embedder)
+def test_changed_file_replaces_its_chunks(formats: Path, store: Any, settings: Any, embedder: Any) -> None:
+    run_ingest([formats], store, settings, embedder)
+    (formats / "notes.txt").write_text("The maintenance window moved to Sunday at five in the morning.")
+    summary = run_ingest([formats], store, settings, embedder)
     assert (summary.updated, summary.unchanged) == (1, 4)
     notes = next(d for d in store.documents() if d.path.endswith("notes.txt"))
     assert notes.version == 2
@@ -92,7 +95,7 @@ def test_changed_file_replaces_its_chunks(library: Path, store: Any, settings: A
     assert texts == ["The maintenance window moved to Sunday at five in the morning."]
     assert "Sunday" in nearest_texts(store, embedder, "When is the maintenance window?", k=1)[0]
     assert len(store.load_lexical().search("maintenance window Sunday", 10)[1]) == 1  # the old text is gone
-    assert store.check().ok
+    assert check_store(store).ok
 
 
 def test_new_chunk_settings_rechunk_unchanged_files(tmp_path: Path, store: Any, settings: Any, embedder: Any) -> None:
@@ -111,7 +114,7 @@ def test_new_chunk_settings_rechunk_unchanged_files(tmp_path: Path, store: Any, 
     assert again.chunks > first.chunks
     assert max(n for n in _token_counts(store)) <= 32
     assert run_ingest([folder], store, smaller, embedder).unchanged == 2  # recorded: not read again
-    assert store.check().ok
+    assert check_store(store).ok
     # A document stored before chunking was recorded is left alone, whatever the settings.
     with store.engine.begin() as c:
         c.execute(delete(s.document_chunking))
@@ -142,15 +145,15 @@ def test_same_content_under_two_paths_is_stored_once(tmp_path: Path, store: Any,
     assert again.unchanged == 2 and not again.duplicates
 
 
-def test_prune_removes_documents_whose_files_are_gone(library: Path, store: Any, settings: Any, embedder: Any) -> None:
-    run_ingest([library], store, settings, embedder)
-    (library / "notes.txt").unlink()
-    kept = run_ingest([library], store, settings, embedder)
+def test_prune_removes_documents_whose_files_are_gone(formats: Path, store: Any, settings: Any, embedder: Any) -> None:
+    run_ingest([formats], store, settings, embedder)
+    (formats / "notes.txt").unlink()
+    kept = run_ingest([formats], store, settings, embedder)
     assert kept.removed == 0 and len(store.documents()) == 5
-    pruned = run_ingest([library], store, settings, embedder, prune=True)
+    pruned = run_ingest([formats], store, settings, embedder, prune=True)
     assert pruned.removed == 1
     assert not any(d.path.endswith("notes.txt") for d in store.documents())
-    assert store.check().ok
+    assert check_store(store).ok
 
 
 def test_bad_files_fail_alone_with_one_line_reasons(tmp_path: Path, store: Any, settings: Any, embedder: Any) -> None:
@@ -174,7 +177,7 @@ def test_bad_files_fail_alone_with_one_line_reasons(tmp_path: Path, store: Any, 
     book = PasswordBook([(locked.name, "pw")])
     again = run_ingest([lib], store, small, embedder, passwords=book)
     assert again.added == 1 and len(again.failed) == 4
-    assert store.check().ok
+    assert check_store(store).ok
 
 
 def test_a_file_that_breaks_keeps_its_last_good_version(tmp_path: Path, store: Any, settings: Any, embedder: Any) -> None:
@@ -197,10 +200,8 @@ def test_password_file_format(tmp_path: Path) -> None:
     assert book.for_file(Path("/data/other/plan2.pdf")) == []
 
 
-def test_changing_the_embedding_model_reembeds_everything(library: Path, store: Any, settings: Any, embedder: Any) -> None:
-    from rag.consistency import reembed_store
-
-    run_ingest([library], store, settings, embedder)
+def test_changing_the_embedding_model_reembeds_everything(formats: Path, store: Any, settings: Any, embedder: Any) -> None:
+    run_ingest([formats], store, settings, embedder)
 
     class Other(CountingEmbedder):
         name = "test:other-model"
@@ -210,8 +211,8 @@ def test_changing_the_embedding_model_reembeds_everything(library: Path, store: 
             return -super().encode(texts)  # a different (still normalised) vector space
 
     other = Other(embedder)
-    with store.writer():
+    with open_writer(store):
         n = reembed_store(store, other, lambda text: [text])
     state = store.index_state()
     assert n == state.chunk_count == other.texts and state.embedding_model == "test:other-model"
-    assert store.check().ok
+    assert check_store(store).ok

@@ -9,11 +9,13 @@ import pytest
 from sqlalchemy import select
 
 from rag import schema as s
+from rag.consistency import check_store, repair_store
 from rag.errors import NotFoundError
 from rag.records import PAGE_SEPARATOR
 from rag.retrieval import Retriever, Scope
+from rag.writer import open_writer, reembed_store
 from tests.fixtures import paragraph
-from tests.helpers import run_ingest
+from tests.helpers import Library, run_ingest
 
 DOCS = {
     "volcano.txt": "Volcanoes\n\nMagma rises through the crust and erupts as lava. Ash clouds ground aircraft. "
@@ -28,17 +30,11 @@ DOCS = {
 
 
 @pytest.fixture
-def library(tmp_path: Path, store, settings, embedder):  # type: ignore[no-untyped-def]
-    folder = tmp_path / "lib"
-    folder.mkdir()
-    for name, text in DOCS.items():
-        (folder / name).write_text(text)
-    run_ingest([folder], store, settings, embedder, collection="general")
-    other = tmp_path / "other"
-    other.mkdir()
-    (other / "volcano-notes.txt").write_text("Field notes\n\nLava from the eruption covered the road to the "
-                                             "observatory; magma chambers refill slowly.")
-    run_ingest([other], store, settings, embedder, collection="field")
+def articles(library: Library) -> Path:
+    """DOCS in collection "general" (their folder is returned), a field note on volcanoes in "field"."""
+    folder = library(DOCS, collection="general")
+    library({"volcano-notes.txt": "Field notes\n\nLava from the eruption covered the road to the "
+                                  "observatory; magma chambers refill slowly."}, collection="field", folder="other")
     return folder
 
 
@@ -50,7 +46,7 @@ def _titles(passages) -> list[str]:  # type: ignore[no-untyped-def]
     return [p.title for p in passages]
 
 
-def test_each_mode_finds_what_it_is_good_at(library, store, embedder) -> None:  # type: ignore[no-untyped-def]
+def test_each_mode_finds_what_it_is_good_at(articles, store, embedder) -> None:  # type: ignore[no-untyped-def]
     r = _retriever(store, embedder)
     # Paraphrase, no shared words: dense finds it.
     assert _titles(r.search("how do I make a loaf rise", 1, "dense")) == ["Baking bread"]
@@ -63,7 +59,7 @@ def test_each_mode_finds_what_it_is_good_at(library, store, embedder) -> None:  
     assert _titles(r.search("pâtisserie levain", 4, "hybrid"))
 
 
-def test_scope_restricts_every_mode_and_unknown_collection_is_an_error(library, store, embedder) -> None:  # type: ignore[no-untyped-def]
+def test_scope_restricts_every_mode_and_unknown_collection_is_an_error(articles, store, embedder) -> None:  # type: ignore[no-untyped-def]
     r = _retriever(store, embedder)
     for mode in ("dense", "lexical", "hybrid"):
         everywhere = r.search("lava eruption magma", 5, mode)
@@ -77,18 +73,18 @@ def test_scope_restricts_every_mode_and_unknown_collection_is_an_error(library, 
         r.search("x", 3, "hybrid", Scope(collections=("nope",)))
 
 
-def test_results_follow_additions_changes_and_removals(library, store, settings, embedder) -> None:  # type: ignore[no-untyped-def]
+def test_results_follow_additions_changes_and_removals(articles, store, settings, embedder) -> None:  # type: ignore[no-untyped-def]
     r = _retriever(store, embedder)
     assert not r.search("aurora borealis", 3, "lexical")
-    (library / "sky.txt").write_text("Night sky\n\nThe aurora borealis glows green over Tromso in winter.")
-    run_ingest([library], store, settings, embedder, collection="general")
+    (articles / "sky.txt").write_text("Night sky\n\nThe aurora borealis glows green over Tromso in winter.")
+    run_ingest([articles], store, settings, embedder, collection="general")
     assert _titles(r.search("aurora borealis", 1, "hybrid")) == ["Night sky"]
-    (library / "sky.txt").write_text("Night sky\n\nNoctilucent clouds shine blue after sunset in summer.")
-    run_ingest([library], store, settings, embedder, collection="general")
+    (articles / "sky.txt").write_text("Night sky\n\nNoctilucent clouds shine blue after sunset in summer.")
+    run_ingest([articles], store, settings, embedder, collection="general")
     assert not r.search("aurora borealis", 3, "lexical")
     assert _titles(r.search("noctilucent clouds", 1, "hybrid")) == ["Night sky"]
-    (library / "sky.txt").unlink()
-    run_ingest([library], store, settings, embedder, collection="general", prune=True)
+    (articles / "sky.txt").unlink()
+    run_ingest([articles], store, settings, embedder, collection="general", prune=True)
     assert "Night sky" not in _titles(r.search("noctilucent clouds", 5, "hybrid"))
 
 
@@ -158,8 +154,6 @@ def test_chunks_are_matched_by_their_windows(tmp_path: Path, store, settings, em
     """With windows, each chunk's row keeps one vector per window, the indexes agree with SQL
     (also after a repair and a re-embedding), and a question matching one sentence of a long
     chunk scores as that sentence's window does, not as the whole chunk's average."""
-    from rag.consistency import reembed_store
-
     windowed = settings.model_copy(update={"window_tokens": 20})
     folder = tmp_path / "w"
     folder.mkdir()
@@ -177,7 +171,7 @@ def test_chunks_are_matched_by_their_windows(tmp_path: Path, store, settings, em
     (cid, chunk_text, blob), = log_rows
     windows = np.frombuffer(blob, np.float32).reshape(-1, embedder.dim)
     assert len(windows) >= 3  # ...with a vector per window
-    assert store.check().ok
+    assert check_store(store).ok
     r = Retriever(store, lambda: embedder)
     question = "when was the crane inspected"
     dense = r.rank(question, "dense")
@@ -186,10 +180,10 @@ def test_chunks_are_matched_by_their_windows(tmp_path: Path, store, settings, em
     q = embedder.encode_query(question)
     assert dense.scores[0] == pytest.approx(float(np.max(windows @ q)), abs=1e-5)
     assert dense.scores[0] > float(embedder.encode([chunk_text])[0] @ q) + 0.05  # the whole chunk matches worse
-    assert store.repair().ok and r.rank(question, "dense").ids[0] == cid
-    with store.writer():
+    assert repair_store(store).ok and r.rank(question, "dense").ids[0] == cid
+    with open_writer(store):
         reembed_store(store, embedder, lambda t: [t])  # one vector per chunk again
-    assert store.check().ok and store.load_vectors()[1].n_vectors == len(rows)
+    assert check_store(store).ok and store.load_vectors()[1].n_vectors == len(rows)
 
 
 def test_a_passage_ranks_higher_in_a_document_about_the_question(tmp_path: Path, store, settings,

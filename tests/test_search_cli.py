@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from tests.fixtures import make_pdf
-from tests.test_cli import _no_traceback, ragqa
+from tests.helpers import no_traceback, ragqa
 
 TOPICS = {
     "kiln": "A kiln fires clay pots at high temperature until the glaze turns to glass.",
@@ -27,7 +27,7 @@ def test_search_json_and_text_and_bad_mode(tmp_path: Path, cli_env: dict[str, st
     assert ragqa(cli_env, "ingest", str(lib)).returncode == 0
     assert list((tmp_path / "cache").glob("query-encoder-*.onnx"))  # ready before the first search
     out = ragqa(cli_env, "search", "kiln temperature", "-k", "2", "--json")
-    _no_traceback(out)
+    no_traceback(out)
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout)
     top = result["passages"][0]
@@ -36,7 +36,7 @@ def test_search_json_and_text_and_bad_mode(tmp_path: Path, cli_env: dict[str, st
     text = ragqa(cli_env, "search", "echoes under water", "--mode", "dense")
     assert text.returncode == 0 and text.stdout.startswith("[1]") and "Sea" in text.stdout.splitlines()[0]
     bad = ragqa(cli_env, "search", "x", "--mode", "fuzzy")
-    _no_traceback(bad)
+    no_traceback(bad)
     assert bad.returncode == 2 and bad.stderr.strip().startswith("error:") and len(bad.stderr.strip().splitlines()) == 1
     missing = ragqa(cli_env, "search", "x", "--collection", "nope")
     assert missing.returncode == 1 and "nope" in missing.stderr
@@ -62,7 +62,7 @@ def test_eval_beir_reports_metrics_and_leaves_the_users_store_alone(tmp_path: Pa
     _beir(tmp_path / "set")
     home = Path(cli_env["RAGQA_HOME"])
     out = ragqa(cli_env, "eval", "beir", str(tmp_path / "set"), "--mode", "all", "--json")
-    _no_traceback(out)
+    no_traceback(out)
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout)
     assert set(result) == {"hybrid", "dense", "lexical"}

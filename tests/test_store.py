@@ -10,9 +10,11 @@ import pytest
 from sqlalchemy import inspect
 
 from rag import schema
+from rag.consistency import check_store, repair_store
 from rag.migrations import LATEST, migrate
 from rag.records import Chunk, DocumentContent, FileFacts
 from rag.vectors import VectorIndex
+from rag.writer import open_writer
 
 
 def _doc(cid: int, path: str, text: str, h: str) -> tuple[FileFacts, DocumentContent]:
@@ -38,19 +40,19 @@ def test_migrations_build_the_declared_schema_and_rerun_safely(store: Any) -> No
 
 
 def test_commit_writes_a_new_generation_and_check_agrees(store: Any) -> None:
-    with store.writer() as w:
+    with open_writer(store) as w:
         cid = w.ensure_collection("default")
         for i in range(3):
             facts, content = _doc(cid, f"/d/{i}.txt", f"text {i}", f"h{i}")
             w.put_document(facts, content, _vec(i), "m", "test recipe")
     state = store.index_state()
     assert state.generation == 1 and state.chunk_count == 3 and state.dim == 8
-    assert store.check().ok
+    assert check_store(store).ok
     assert sorted(p.name for p in store.index_dir.glob("*-0*")) == ["lexical-00000001.npz", "vectors-00000001.faiss"]
 
 
 def test_failed_commit_leaves_the_store_as_it_was(store: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    with store.writer() as w:
+    with open_writer(store) as w:
         cid = w.ensure_collection("default")
         w.put_document(*_doc(cid, "/d/a.txt", "alpha", "ha"), _vec(1), "m", "test recipe")
     before = store.index_state()
@@ -63,18 +65,18 @@ def test_failed_commit_leaves_the_store_as_it_was(store: Any, monkeypatch: pytes
 
     monkeypatch.setattr(VectorIndex, "save", save_then_die)
     with pytest.raises(OSError):
-        with store.writer() as w:
+        with open_writer(store) as w:
             w.put_document(*_doc(cid, "/d/b.txt", "beta", "hb"), _vec(2), "m", "test recipe")
     monkeypatch.undo()
     assert store.index_state() == before
     assert not store.lexical_path(before.generation + 1).exists()  # the orphan files are gone
     assert store.load_lexical().ids().tolist() == store.load_vectors()[1].ids().tolist()
     assert [d.path for d in store.documents()] == ["/d/a.txt"]
-    assert store.check().ok
+    assert check_store(store).ok
 
 
 def test_check_finds_a_missing_or_stale_index_and_repair_mends_it(store: Any) -> None:
-    with store.writer() as w:
+    with open_writer(store) as w:
         cid = w.ensure_collection("default")
         for i in range(4):
             w.put_document(*_doc(cid, f"/d/{i}.txt", f"t{i}", f"h{i}"), _vec(i), "m", "test recipe")
@@ -82,30 +84,30 @@ def test_check_finds_a_missing_or_stale_index_and_repair_mends_it(store: Any) ->
     stale = VectorIndex.load(path)
     stale.remove(np.asarray([stale.ids()[0]]))
     stale.save(path)
-    report = store.check()
+    report = check_store(store)
     assert not report.ok and any("no vector" in p for p in report.problems)
     path.unlink()
-    assert not store.check().ok
-    repaired = store.repair()
+    assert not check_store(store).ok
+    repaired = repair_store(store)
     assert repaired.ok and repaired.vectors == 4
 
 
 def test_removing_a_document_hands_its_chunks_to_a_duplicate(store: Any) -> None:
-    with store.writer() as w:
+    with open_writer(store) as w:
         cid = w.ensure_collection("default")
         w.put_document(*_doc(cid, "/d/a.txt", "same words", "H"), _vec(1), "m", "test recipe")
-    with store.writer() as w:
+    with open_writer(store) as w:
         facts, _ = _doc(cid, "/d/copy.txt", "same words", "H")
         w.put_duplicate(facts, "/d/a.txt")
     original = next(d for d in store.documents() if d.path == "/d/a.txt")
-    with store.writer() as w:
+    with open_writer(store) as w:
         w.remove(original.id)
     (heir,) = store.documents()
     assert heir.path == "/d/copy.txt" and heir.status == "ready" and heir.chunks == 1
-    with store.writer() as w:  # and how they were chunked, so the next ingest leaves them be
+    with open_writer(store) as w:  # and how they were chunked, so the next ingest leaves them be
         assert w.existing(cid, "/d/copy.txt").chunking == "test recipe"
         assert w.existing(cid, "/d/a.txt") is None
-    assert store.check().ok
+    assert check_store(store).ok
 
 
 def test_a_second_writer_waits_and_then_gives_up_clearly(store: Any) -> None:
@@ -117,12 +119,12 @@ def test_a_second_writer_waits_and_then_gives_up_clearly(store: Any) -> None:
 
     def second_writer() -> None:
         try:
-            with store.writer(wait_s=0.3):
+            with open_writer(store, wait_s=0.3):
                 outcome.append("got in")
         except StoreError as exc:
             outcome.append(str(exc))
 
-    with store.writer():
+    with open_writer(store):
         t = threading.Thread(target=second_writer)
         t.start()
         t.join()
@@ -132,28 +134,28 @@ def test_a_second_writer_waits_and_then_gives_up_clearly(store: Any) -> None:
 
 
 def test_lexical_index_follows_commits_and_repair_rebuilds_it(store: Any) -> None:
-    with store.writer() as w:
+    with open_writer(store) as w:
         cid = w.ensure_collection("default")
         for i, text in enumerate(["hotel invoices", "travel policy", "falcon river"]):
             w.put_document(*_doc(cid, f"/d/{i}.txt", text, f"h{i}"), _vec(i), "m", "test recipe")
     lexical = store.load_lexical()
     (hit,) = lexical.search("invoice", 5)[1].tolist()
     doc = next(d for d in store.documents() if d.path == "/d/0.txt")
-    with store.writer() as w:
+    with open_writer(store) as w:
         w.remove(doc.id)
     assert store.load_lexical().search("invoice", 5)[1].tolist() == []
     assert hit not in store.load_lexical().ids().tolist() and len(store.load_lexical()) == 2
     store.lexical_path(store.index_state().generation).write_bytes(b"garbage")
-    report = store.check()
+    report = check_store(store)
     assert not report.ok and any("lexical" in p for p in report.problems)
-    assert store.repair().ok
+    assert repair_store(store).ok
     assert store.load_lexical().search("falcon", 5)[1].size == 1
 
 
 def test_a_lexical_index_from_before_word_pairs_is_rebuilt_whole_at_the_next_commit(store: Any) -> None:
     from rag.lexical import LexicalIndex
 
-    with store.writer() as w:
+    with open_writer(store) as w:
         cid = w.ensure_collection("default")
         w.put_document(*_doc(cid, "/d/0.txt", "hotel invoices for travel", "h0"), _vec(0), "m", "test recipe")
     # The file as an older version wrote it: the same chunks, no word pairs.
@@ -163,10 +165,10 @@ def test_a_lexical_index_from_before_word_pairs_is_rebuilt_whole_at_the_next_com
         rows = c.execute(schema.chunks.select().with_only_columns(schema.chunks.c.id, schema.chunks.c.text)).all()
     old.add([r[0] for r in rows], [r[1] for r in rows])
     old.save(store.lexical_path(store.index_state().generation))
-    assert not store.load_lexical().pairs and store.check().ok  # still a valid index: searches work
+    assert not store.load_lexical().pairs and check_store(store).ok  # still a valid index: searches work
     assert current.pairs and "hotel invoic" in current.pair_vocab
-    with store.writer() as w:
+    with open_writer(store) as w:
         w.put_document(*_doc(cid, "/d/1.txt", "falcon river", "h1"), _vec(1), "m", "test recipe")
     upgraded = store.load_lexical()
     assert upgraded.pairs and {"hotel invoic", "falcon river"} <= set(upgraded.pair_vocab)  # old chunk too
-    assert len(upgraded) == 2 and store.check().ok
+    assert len(upgraded) == 2 and check_store(store).ok

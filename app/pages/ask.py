@@ -110,9 +110,9 @@ def answer_now(question: str, scope: Scope, level: str, who: Any) -> None:
         thinking = st.empty()
 
         def final_text():  # type: ignore[no-untyped-def]
-            for chunk in answerer.stream(draft, collected):
-                if chunk.channel == "final":
-                    yield chunk.text
+            for piece in answerer.stream(draft, collected):
+                if piece.channel == "final":
+                    yield piece.text
                 else:
                     thinking.caption("Reasoning…")
             thinking.empty()

@@ -3,12 +3,14 @@ and see which files failed and why."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import streamlit as st
 
 from app import auth, render, resources
 from rag.errors import RagqaError
+from rag.writer import open_writer
 
 
 class UploadProgress:
@@ -40,13 +42,16 @@ class UploadProgress:
 
 
 def upload_section(cfg: Any) -> None:
+    from ingest.discover import Skipped, describe_skipped, group_skipped
+    from ingest.formats import skip_reason
     from ingest.pipeline import ingest
     from ingest.uploads import save_upload
 
     st.subheader("Add documents")
     with st.form("upload", clear_on_submit=True):
-        files = st.file_uploader("PDF, text, Markdown, HTML or DOCX", accept_multiple_files=True,
-                                 type=["pdf", "txt", "md", "markdown", "html", "htm", "docx"])
+        # Any type is accepted here so that what cannot be read is named with its reason, as
+        # `ragqa ingest` names it, instead of being greyed out by the browser.
+        files = st.file_uploader("PDF, text, Markdown, HTML or DOCX", accept_multiple_files=True)
         collection = st.text_input("Collection", value="default")
         submitted = st.form_submit_button("Add to the library", icon=":material/upload:")
     if not (submitted and files):
@@ -55,8 +60,12 @@ def upload_section(cfg: Any) -> None:
     collection = collection.strip() or "default"
     auth.accounts().require_write(who, collection)
     limit = int(cfg.max_file_mb * 2**20)
-    paths, refused = [], []
+    paths, refused, skipped = [], [], []
     for f in files:
+        reason = skip_reason(Path(f.name))
+        if reason is not None:
+            skipped.append(Skipped(Path(f.name), reason))
+            continue
         try:
             paths.append(save_upload(cfg.home / "uploads", f.name, f.getvalue(), limit))
         except RagqaError as exc:
@@ -70,10 +79,10 @@ def upload_section(cfg: Any) -> None:
 
         record(resources.store().engine, who.name, "upload", collection=collection,
                files=[f.name for f in files], changes=summary.changes, failed=len(summary.failed))
-    report(summary, refused)
+    report(summary, refused, describe_skipped(group_skipped(skipped)))
 
 
-def report(summary: Any, refused: list[str]) -> None:
+def report(summary: Any, refused: list[str], skipped: str = "") -> None:
     if summary is not None:
         st.success(f"Added {summary.added}, updated {summary.updated}, unchanged {summary.unchanged}, "
                    f"failed {len(summary.failed)} ({summary.chunks} chunks).")
@@ -81,6 +90,8 @@ def report(summary: Any, refused: list[str]) -> None:
             st.info(f"{d['path']}: same content as {d['same_as']} (stored once).")
         for f in summary.failed:
             st.error(f"{f['path'].rsplit('/', 1)[-1]}: {f['error']}")
+    if skipped:
+        st.warning(skipped[0].upper() + skipped[1:] + ".")
     for reason in refused:
         st.error(reason)
 
@@ -118,7 +129,7 @@ def delete_section(rows: list[Any]) -> None:
     chosen = st.multiselect("Delete documents", list(labels), format_func=labels.get)
     if chosen and st.button(f"Delete {len(chosen)} document(s)", type="primary", icon=":material/delete:",
                                  key="delete"):
-        with resources.store().writer() as w:
+        with open_writer(resources.store()) as w:
             for doc_id in chosen:
                 w.remove(doc_id)
         from rag.audit import record

@@ -1,6 +1,9 @@
 """Numbered schema migrations. Each step is a function of one connection, applied in its own
 transaction together with its row in `schema_version`, so a crash never leaves half a step.
-New steps go at the end of STEPS; a released step is never edited."""
+New steps go at the end of STEPS; a released step is never edited. Each step defines the tables it
+creates or changes itself (its own MetaData), never through `rag.schema`, so that editing today's
+schema cannot change what an old step does (tests/test_migrations.py checks that the steps together
+build `rag.schema`)."""
 
 from __future__ import annotations
 

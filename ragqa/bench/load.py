@@ -43,8 +43,9 @@ def synthetic_corpus(folder: Path, files: int, seed: int = 0) -> Path:
 def bench_load(settings: Settings, users: int, duration_s: float, source: Path | None, files: int,
                think_s: float) -> dict[str, Any]:
     from ingest.pipeline import ingest
-    from llm.extractive import ExtractiveGenerator
     from rag.answer import Answerer
+    from rag.consistency import check_store
+    from rag.extractive import ExtractiveGenerator
     from ragqa import wiring
 
     with tempfile.TemporaryDirectory(prefix="ragqa-load-") as tmp:
@@ -68,7 +69,7 @@ def bench_load(settings: Settings, users: int, duration_s: float, source: Path |
         summary = json.loads(out) if proc.returncode in (0, 1) and out.strip() else {}
         expected = sum(1 for p in corpus.rglob("*") if p.is_file())
         docs = store.documents("load")
-        report = store.check()
+        report = check_store(store)
         store.close()
     lat = np.array(latencies) if latencies else np.zeros(1)
     return {"users": users, "duration_s": duration_s, "think_s": think_s, "questions": len(latencies),

@@ -4,7 +4,10 @@ sizes, and on the user's own store; for an approximate index, its recall against
 Synthetic stores live in memory (the ranking work of a search: embedding, FAISS, BM25, fusion):
 vectors are drawn around a few thousand cluster centres, as real embeddings cluster by topic, and
 chunk texts are Zipf-distributed words, as real text is, with their adjacent pairs indexed as word
-pairs (hashed; the queries' pairs rarely occur in such random text, so their cost is a lower bound).
+pairs. The real index keeps a vocabulary of the pairs it has seen ("w1 w2" -> id); here, to skip
+building millions of strings, a pair's id is a hash of its two words, and only the queries' pairs are
+entered in the vocabulary. The queries' pairs rarely occur in such random text, so their cost is a
+lower bound.
 On the user's store the whole search is timed, passage assembly from SQL included.
 """
 
@@ -21,7 +24,7 @@ from rag.retrieval import ChunkTable, Retriever, Snapshot
 from rag.vectors import VectorIndex
 
 VOCABULARY = 50_000
-PAIR_BUCKETS = 1 << 22  # word pairs (rag.lexical) are hashed into this many ids
+PAIR_BUCKETS = 1 << 22  # the synthetic store hashes its word pairs into this many ids
 TERMS_PER_CHUNK = 80  # distinct stems in a chunk of ~190 tokens, stopwords removed
 CENTRES = 2000
 #: Share of chunks with 1, 2, 3, 4 vectors: 2.75 on average, as real stores with the default

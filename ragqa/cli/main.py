@@ -67,6 +67,8 @@ def _print_ingest_summary(summary: Any) -> None:
                f"removed {summary.removed}, failed {len(summary.failed)}"
                + (f", duplicates {len(summary.duplicates)}" if summary.duplicates else "")
                + f"  ({summary.pages} pages, {summary.chunks} chunks, {summary.seconds:.1f}s)")
+    if summary.skipped_by_type:
+        typer.echo(f"  {summary.skipped_text()}")
     for d in summary.duplicates:
         typer.echo(f"  same content: {d['path']} = {d['same_as']} (stored once)")
     for w in summary.warnings:
@@ -103,11 +105,12 @@ def remove(
     as_json: JsonOpt = False,
 ) -> None:
     """Delete documents from the store (their files are left alone)."""
+    from rag.writer import open_writer
     from ragqa import wiring
 
     store = wiring.open_store(settings())
     found = store.resolve_documents(documents)
-    with store.writer() as w:
+    with open_writer(store) as w:
         for d in found:
             w.remove(d.id)
     from rag.audit import record
@@ -124,14 +127,20 @@ def remove(
 @app.command()
 @edge
 def check(
-    repair: Annotated[bool, typer.Option("--repair", help="Rebuild the vector index from SQL.")] = False,
+    repair: Annotated[bool, typer.Option("--repair", help="Rebuild the vector and lexical indexes from SQL.")] = False,
+    generator: Annotated[bool, typer.Option("--generator", help="Check the generator instead: which server, model, "
+                                            "context window and tokenizer are in use, or why none answers.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Verify that the SQL store and the FAISS index agree (exit 0 when they do)."""
+    """Verify that the SQL store, the vector index and the lexical index agree (exit 0 when they do)."""
+    from rag.consistency import check_store, repair_store
     from ragqa import wiring
 
+    if generator:
+        _check_generator(as_json)
+        return
     store = wiring.open_store(settings())
-    report = store.repair() if repair else store.check()
+    report = repair_store(store) if repair else check_store(store)
     if as_json:
         _print_json({"ok": report.ok, "problems": report.problems, "notes": report.notes,
                      "documents": report.documents, "chunks": report.chunks, "vectors": report.vectors,
@@ -145,8 +154,24 @@ def check(
         for n in report.notes:
             typer.echo(f"  note: {n}")
         if not report.ok:
-            typer.echo("  run `ragqa check --repair` to rebuild the vector index from SQL")
+            typer.echo("  run `ragqa check --repair` to rebuild the vector and lexical indexes from SQL")
     raise typer.Exit(0 if report.ok else 1)
+
+
+def _check_generator(as_json: bool) -> None:
+    """`ragqa check --generator`: the generator's facts, and whether it can answer now (exit 1 if not)."""
+    from ragqa import wiring
+
+    gen = wiring.generator(settings())
+    facts = gen.describe()
+    problem = gen.check()
+    if as_json:
+        _print_json({**facts, "ok": problem is None, "problem": problem})
+    else:
+        for key, value in facts.items():
+            typer.echo(f"{key + ':':<11} {value}")
+        typer.echo("ok: the generator can answer" if problem is None else f"problem: {problem}")
+    raise typer.Exit(0 if problem is None else 1)
 
 
 @app.command()
@@ -176,11 +201,12 @@ def restore(
 ) -> None:
     """Restore a backup into an empty database and data folder, then check it."""
     from rag.backup import restore as run
+    from rag.consistency import check_store
     from ragqa import wiring
 
     cfg = settings()
     manifest = run(cfg, folder)
-    report = wiring.open_store(cfg).check()  # opening applies newer migrations, if any
+    report = check_store(wiring.open_store(cfg))  # opening applies newer migrations, if any
     if as_json:
         _print_json({**manifest, "ok": report.ok, "problems": report.problems})
     else:
@@ -250,9 +276,9 @@ def ask(
     answerer = wiring.answerer(cfg, wiring.retriever(cfg, store))
     draft = answerer.prepare(question, scope=Scope(tuple(collection or ()), readable=readable), reasoning=level)
     collected = Collected()
-    for chunk in answerer.stream(draft, collected):
-        if not as_json and chunk.channel == "final":
-            typer.echo(chunk.text, nl=False)
+    for piece in answerer.stream(draft, collected):
+        if not as_json and piece.channel == "final":
+            typer.echo(piece.text, nl=False)
     answer = answerer.finish(draft, collected)
     record(store.engine, user or cli_user(), "ask", **answer_detail(answer))
     if as_json:

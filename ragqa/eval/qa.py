@@ -107,8 +107,8 @@ def _read_jsonl(folder: Path, corpus: Path) -> list[QaItem]:
 def eval_qa(folder: Path, settings: Settings, work_dir: Path | None = None, limit: int | None = None,
             progress: Any = None, holdout_every: int = 0) -> dict[str, Any]:
     from ingest.pipeline import ingest
-    from llm.extractive import ExtractiveGenerator
     from rag.answer import Answerer
+    from rag.extractive import ExtractiveGenerator
     from ragqa import wiring
 
     with contextlib.ExitStack() as stack:

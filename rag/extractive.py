@@ -1,38 +1,26 @@
-"""The extractive backend: no language model. The answer is the sources' own sentences that best
+"""The extractive answerer: no language model. The answer is the sources' own sentences that best
 match the question, each followed by its citation, quoted exactly as they stand in the source.
 
 It is the default backend, so that ragqa answers on any machine; it never invents a word, and
 when no sentence matches the question it says that the sources do not contain the answer.
+It implements llm's `Generator` protocol but lives in rag: it is rag's answerer without a model,
+and reads the prompt's question and sources as data, not its rendered messages.
 """
 
 from __future__ import annotations
 
 import math
-import re
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from llm.generator import Chunk, Prompt
+from llm.generator import Piece, Prompt
+from rag.sentences import split_sentences, terms, words
 
 #: Said when nothing in the sources matches the question; callers recognise it as "no answer".
 NO_ANSWER = "The sources do not contain an answer to this question."
-
-# Sentence ends, line breaks and page breaks. Splits keep every sentence a verbatim slice of its
-# source, so that a citation can point at its exact characters.
-_BOUNDARY = re.compile(r"(?<=[.!?])[\"')\]]*\s+(?=[\"'(\[]?[A-Z0-9])|\n\s*\n|\f|\n(?=\s*(?:[-*•#]|\d+[.)])\s)"
-                       r"|\n?```[^\n]*\n?")  # Markdown code fences: code is not a sentence of prose
-# A full stop after these is not a sentence end ("Dr. Smith", "e.g. this", "J. Smith").
-_ABBREVIATION = re.compile(r"(?:\b(?:Dr|Mr|Mrs|Ms|Prof|St|No|Nr|Fig|Figs|Eq|vs|etc|approx|Inc|Ltd|Co|cf|al|Vol|pp|[ei]\.[eg])"
-                           r"|(?<![\w.])[A-Z])\.$")
-_CODE_BLOCK = re.compile(r"```.*?(?:```|\Z)", re.S)
-_WORD = re.compile(r"[^\W_]+", re.UNICODE)
-_STOP = frozenset("""a an and are as at be been but by can could did do does for from had has have how i if in
-into is it its may might more most much no not of on or our should so such than that the their them then there
-these they this those to was we were what when where which while who whom whose why will with would you your
-about after also any before between both each few other over same some very""".split())
 
 
 @dataclass(frozen=True)
@@ -44,55 +32,6 @@ class Sentence:
     text: str
 
 
-def split_sentences(text: str, min_words: int = 4) -> list[tuple[int, int]]:
-    """(start, end) of each sentence of `text`, trimmed of surrounding whitespace; fragments shorter
-    than `min_words` words (headings, page numbers), Markdown headings and code blocks are left out."""
-    spans, pos = [], 0
-    code = [(m.start(), m.end()) for m in _CODE_BLOCK.finditer(text)]
-    for m in [*_BOUNDARY.finditer(text), None]:
-        end = m.start() if m else len(text)
-        if m is not None and text[m.start() - 1:m.start()] == "." and _ABBREVIATION.search(text[max(0, end - 8):end]):
-            continue
-        a, b = pos, end
-        while a < b and text[a].isspace():
-            a += 1
-        while b > a and text[b - 1].isspace():
-            b -= 1
-        a = _after_heading(text, a, b)
-        in_code = any(a < ce and b > cs for cs, ce in code)
-        heading = text.startswith("#", a)  # a Markdown heading names a topic; it answers nothing
-        if len(_WORD.findall(text[a:b])) >= min_words and not in_code and not heading:
-            spans.append((a, b))
-        pos = m.end() if m else len(text)
-    return spans
-
-
-def _after_heading(text: str, a: int, b: int) -> int:
-    """Where a sentence starts once a heading line glued to it is left out ("Mileage\nThe
-    allowance is..."): a short first line without closing punctuation, followed by a capital."""
-    newline = text.find("\n", a, b)
-    if newline < 0:
-        return a
-    head, rest = text[a:newline].strip(), text[newline + 1:b].lstrip()
-    if head and len(head.split()) <= 6 and head[-1] not in ".,;:!?" and rest[:1].isupper():
-        return newline + 1 + (len(text[newline + 1:b]) - len(rest))
-    return a
-
-
-def terms(text: str) -> list[str]:
-    """Content words, lower-cased, with a light suffix strip so that 'chunks' meets 'chunk'."""
-    out = []
-    for w in _WORD.findall(text.lower()):
-        if w in _STOP or len(w) < 2:
-            continue
-        for suffix in ("ing", "ies", "es", "ed", "s"):
-            if len(w) > len(suffix) + 3 and w.endswith(suffix):
-                w = w[: -len(suffix)]
-                break
-        out.append(w)
-    return out
-
-
 def score_sentences(question: str, sentences: Sequence[Sentence],
                     embed: Callable[[list[str]], np.ndarray] | None = None) -> np.ndarray:
     """One score per sentence in [0, 1]-ish: the share of the question's content words (weighted
@@ -100,10 +39,10 @@ def score_sentences(question: str, sentences: Sequence[Sentence],
     cosine similarity of embeddings when an embedder is given, plus a small bonus for sentences
     from better-ranked sources."""
     q_terms = set(terms(question))
-    words = _WORD.findall(question.lower())
+    question_words = words(question)
     # "back up" also asks about a "backup", "log in" about a "login": a joined pair found in a
     # sentence counts as a match (but an unmatched pair costs nothing).
-    joined = set(terms(" ".join(a + b for a, b in zip(words, words[1:])))) - q_terms
+    joined = set(terms(" ".join(a + b for a, b in zip(question_words, question_words[1:])))) - q_terms
     bags = [set(terms(s.text)) for s in sentences]
     df = Counter(t for bag in bags for t in bag if t in q_terms or t in joined)
     n = max(len(sentences), 1)
@@ -146,7 +85,8 @@ class ExtractiveGenerator:
     def choose(self, prompt: Prompt) -> list[Sentence]:
         """The sentences of the answer, in the order they are given."""
         sentences = [Sentence(src.number, rank, a, b, src.text[a:b])
-                     for rank, src in enumerate(prompt.sources) for a, b in split_sentences(src.text)]
+                     for rank, src in enumerate(prompt.sources) for a, b in split_sentences(src.text)
+                     if not _starts_mid_sentence(src.text, a)]
         if not sentences:
             return []
         scores = score_sentences(prompt.question, sentences, self._embed)
@@ -169,13 +109,13 @@ class ExtractiveGenerator:
             words += n_words
         return chosen
 
-    def stream(self, prompt: Prompt) -> Iterator[Chunk]:
+    def stream(self, prompt: Prompt) -> Iterator[Piece]:
         chosen = self.choose(prompt)
         if not chosen:
-            yield Chunk("final", NO_ANSWER)
+            yield Piece("final", NO_ANSWER)
             return
         for i, s in enumerate(chosen):
-            yield Chunk("final", ("\n\n" if i else "") + f"{s.text} [{s.source}]")
+            yield Piece("final", ("\n\n" if i else "") + f"{s.text} [{s.source}]")
 
     def check(self) -> str | None:
         return None
@@ -186,3 +126,14 @@ class ExtractiveGenerator:
     @property
     def context_tokens(self) -> int:
         return self._context
+
+    def describe(self) -> dict[str, str]:
+        return {"backend": "extractive", "model": "none: answers quote the sources' own sentences",
+                "context": str(self._context), "tokenizer": "words"}
+
+
+def _starts_mid_sentence(text: str, start: int) -> bool:
+    """A passage that begins inside a sentence (a chunk cut where a sentence was too long for it)
+    starts with a fragment: a quote must be a whole sentence, so a lower-case first span is left out."""
+    return text[:start].strip() == "" and text[start:start + 1].islower()
+
