@@ -8,7 +8,7 @@ export TRANSFORMERS_OFFLINE := 1
 # PostgreSQL used by the second test pass (any empty-able server; tests create their own databases).
 RAGQA_TEST_PG ?= postgresql+psycopg://postgres@127.0.0.1:5432/postgres
 
-.PHONY: install run test test-fast test-sqlite test-postgres demo docs clean
+.PHONY: install run test test-fast lint test-sqlite test-postgres demo docs clean
 
 install: $(STAMP)
 
@@ -20,7 +20,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-test: install test-sqlite test-postgres
+test: install lint test-sqlite test-postgres
+
+# ruff and mypy, configured in pyproject.toml.
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 # The edit-test loop: everything not marked slow, SQLite only (timings in the README).
 test-fast: install
@@ -47,4 +52,4 @@ docs: install
 	$(BIN)/python scripts/gen_docs.py
 
 clean:
-	rm -rf $(VENV) .ragqa .pytest_cache
+	rm -rf $(VENV) .ragqa .pytest_cache .mypy_cache .ruff_cache

@@ -8,7 +8,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, cast
 
 import streamlit as st
 
@@ -50,7 +51,8 @@ def _oidc_user() -> Principal:
     try:
         return accounts().get(email)
     except NotFoundError:
-        groups = st.user.get("groups") or []
+        # An ID token's groups claim is a list; streamlit types every claim as a scalar.
+        groups = cast(Iterable[object], st.user.get("groups") or [])
         return Principal(email, "reader", tuple(str(g) for g in groups))
 
 

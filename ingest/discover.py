@@ -115,4 +115,5 @@ class PasswordBook:
 
     def for_file(self, path: Path) -> list[str]:
         text = path.as_posix()
-        return [pw for name, pw in self.entries if name and (name == path.name or text.endswith("/" + name.lstrip("/")))]
+        return [pw for name, pw in self.entries
+                if name and (name == path.name or text.endswith("/" + name.lstrip("/")))]

@@ -6,11 +6,16 @@ from __future__ import annotations
 import io
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ingest.titles import choose_title, first_line
 from rag.errors import LoadError, one_line
+
+if TYPE_CHECKING:
+    from pypdf import PasswordType, PdfReader
 
 _SNIFF = 8192
 _PREFERRED = ("utf_8", "cp1252", "latin_1", "iso8859_15")
@@ -179,14 +184,14 @@ def _read_pdf(data: bytes, passwords: list[str]) -> LoadedFile:
     for page in reader.pages:
         try:
             pages.append(_normalise_newlines(page.extract_text() or ""))
-        except Exception:  # a damaged page must not cost the others
+        except Exception:  # noqa: BLE001 - a damaged page must not cost the others
             pages.append("")
             unreadable += 1
     warnings = (f"{unreadable} of {n_pages} pages could not be read",) if unreadable else ()
     return LoadedFile(_pdf_title(reader), pages, paginated=True, warnings=warnings)
 
 
-def _decrypt(reader, passwords: list[str], password_type) -> None:  # type: ignore[no-untyped-def]
+def _decrypt(reader: PdfReader, passwords: list[str], password_type: type[PasswordType]) -> None:
     for pw in ["", *passwords]:  # the empty user password first: many PDFs only restrict printing
         try:
             if reader.decrypt(pw) != password_type.NOT_DECRYPTED:
@@ -197,7 +202,7 @@ def _decrypt(reader, passwords: list[str], password_type) -> None:  # type: igno
     raise LoadError("encrypted PDF: no given password opens it (see --password-file)")
 
 
-def _pdf_title(reader) -> str:  # type: ignore[no-untyped-def]
+def _pdf_title(reader: PdfReader) -> str:
     """The metadata title as it stands; `load_file` decides whether it is a title."""
     try:
         return str((reader.metadata.title or "") if reader.metadata else "")
@@ -205,4 +210,5 @@ def _pdf_title(reader) -> str:  # type: ignore[no-untyped-def]
         return ""
 
 
-_READERS = {"text": read_text, "markdown": read_markdown, "html": read_html, "docx": read_docx, "pdf": read_pdf}
+_READERS: dict[str, Callable[..., LoadedFile]] = {
+    "text": read_text, "markdown": read_markdown, "html": read_html, "docx": read_docx, "pdf": read_pdf}

@@ -194,7 +194,8 @@ class _Job:
                 pending = self._plan(cand)
                 if pending is None:
                     continue
-                window.append((pending, self.reader().submit(str(cand.path), cand.doc_type or "", self.passwords.for_file(cand.path))))
+                reading = self.reader().submit(str(cand.path), cand.doc_type or "", self.passwords.for_file(cand.path))
+                window.append((pending, reading))
                 while len(window) > READ_AHEAD:
                     self._collect(*window.popleft())
             while window:
@@ -210,14 +211,17 @@ class _Job:
         """Decide what to do with one file; returns the work to read it, or None if settled."""
         path = str(cand.path)
         if cand.doc_type is None:
-            return self._fail_unhashed(path, f"unsupported file type {cand.path.suffix or '(no extension)'!r}")
+            self._fail_unhashed(path, f"unsupported file type {cand.path.suffix or '(no extension)'!r}")
+            return None
         size = cand.size
         if size > self.settings.max_file_mb * 1024 * 1024:
-            return self._fail_unhashed(path, f"file too large ({size / 2**20:.1f} MB; limit {self.settings.max_file_mb:g} MB)")
+            self._fail_unhashed(path, f"file too large ({size / 2**20:.1f} MB; limit {self.settings.max_file_mb:g} MB)")
+            return None
         try:
             digest = content_hash(cand.path)
         except OSError as exc:
-            return self._fail_unhashed(path, f"cannot read file: {exc.strerror or exc}")
+            self._fail_unhashed(path, f"cannot read file: {exc.strerror or exc}")
+            return None
         facts = FileFacts(self.collection_id, path, digest, size, cand.doc_type)
         existing = self.writer.existing(self.collection_id, path)
         if existing is not None and existing.content_hash == digest and (
@@ -225,7 +229,8 @@ class _Job:
                 # Documents from before chunking was recorded (None) are left as they are.
                 or (existing.status == "ready" and existing.chunking in (None, self.chunking))):
             self.summary.unchanged += 1
-            return self._done(path, "unchanged")
+            self._done(path, "unchanged")
+            return None
         if digest in self._in_flight:
             self._copies.setdefault(self._in_flight[digest], []).append(facts)
             return None
@@ -285,7 +290,8 @@ class _Job:
                 for copy in self._copies.pop(p.facts.path, []):
                     self._duplicate(copy, p.facts.path)
             self._batch, self._batch_chunks = [], 0
-        if self.writer.staged_chunks >= self.settings.commit_chunks or time.monotonic() - self._last_commit > COMMIT_SECONDS:
+        if (self.writer.staged_chunks >= self.settings.commit_chunks
+                or time.monotonic() - self._last_commit > COMMIT_SECONDS):
             self._commit()
 
     def _commit(self) -> None:

@@ -12,11 +12,15 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from llm.config import GptOssConfig
-from llm.errors import CheckpointError, OutOfMemory
+from llm.errors import CheckpointError, OutOfMemoryError
+
+if TYPE_CHECKING:
+    from safetensors import safe_open
 
 GIB = 1 << 30
 _SAFETENSORS_DTYPES = {"BF16": 2, "F16": 2, "F32": 4, "U8": 1, "I8": 1, "F64": 8, "I64": 8, "I32": 4}
@@ -29,7 +33,7 @@ class Checkpoint:
             raise CheckpointError(f"no checkpoint folder {folder}")
         self.config = GptOssConfig.load(folder)
         self.weight_map = self._weight_map()
-        self._handles: dict[str, object] = {}
+        self._handles: dict[str, safe_open] = {}
 
     def _weight_map(self) -> dict[str, str]:
         index = self.folder / "model.safetensors.index.json"
@@ -78,7 +82,7 @@ class Checkpoint:
                 self._handles[shard] = safe_open(str(path), framework="pt")
             except Exception as exc:  # noqa: BLE001 - safetensors raises its own error types
                 raise CheckpointError(f"shard {shard} cannot be read: {exc}") from None
-        return self._handles[shard].get_tensor(name)  # type: ignore[attr-defined]
+        return self._handles[shard].get_tensor(name)
 
     def header_dtypes(self) -> dict[str, str]:
         """Tensor name -> safetensors dtype string, read from the shard headers only."""
@@ -117,8 +121,8 @@ class MemoryEstimate:
         return self.dense_bytes + self.expert_bytes + self.cache_bytes + self.kv_bytes
 
     def as_json(self) -> dict[str, float]:
-        return {k: round(getattr(self, k) / GIB, 2) for k in ("dense_bytes", "expert_bytes", "cache_bytes", "kv_bytes")} | {
-            "total_gib": round(self.total / GIB, 2)}
+        parts = ("dense_bytes", "expert_bytes", "cache_bytes", "kv_bytes")
+        return {k: round(getattr(self, k) / GIB, 2) for k in parts} | {"total_gib": round(self.total / GIB, 2)}
 
 
 def estimate_memory(config: GptOssConfig, dtype: torch.dtype, cache_mb: float, batch: int = 1,
@@ -130,7 +134,8 @@ def estimate_memory(config: GptOssConfig, dtype: torch.dtype, cache_mb: float, b
     cache = min(int(cache_mb * 1024 * 1024), full_decoded)
     sliding = sum(t == "sliding_attention" for t in config.layer_types)
     per_layer_token = 2 * config.num_kv_heads * config.head_dim * width
-    kv = batch * per_layer_token * ((config.num_layers - sliding) * context + sliding * min(context, config.sliding_window))
+    kv = batch * per_layer_token * ((config.num_layers - sliding) * context
+                                    + sliding * min(context, config.sliding_window))
     return MemoryEstimate(config.dense_params() * width, expert_bytes, cache, kv)
 
 
@@ -153,8 +158,9 @@ def ensure_fits(estimate: MemoryEstimate, device: torch.device) -> None:
     have = available_bytes(device)
     if estimate.total > have:
         where = "GPU memory" if device.type == "cuda" else "memory"
-        raise OutOfMemory(f"the model needs {estimate.total / GIB:.1f} GiB of {where}, {have / GIB:.1f} GiB available "
-                          f"(lower RAGQA_EXPERT_CACHE_MB or the context length, or use a larger device)")
+        raise OutOfMemoryError(f"the model needs {estimate.total / GIB:.1f} GiB of {where}, "
+                               f"{have / GIB:.1f} GiB available "
+                               f"(lower RAGQA_EXPERT_CACHE_MB or the context length, or use a larger device)")
 
 
 def layer_tensors(checkpoint: Checkpoint, layer: int) -> Iterator[tuple[str, torch.Tensor]]:

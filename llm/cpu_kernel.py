@@ -28,8 +28,8 @@ SOURCE = Path(__file__).with_name("cpu_kernel.c")
 FLAGS = ("-O3", "-fopenmp", "-shared", "-fPIC")
 
 _p = ctypes.c_void_p
-_ARGTYPES = [_p, ctypes.c_int, ctypes.c_int, ctypes.c_int, _p, _p, _p, _p, _p, _p, _p, _p,
-             ctypes.c_float, ctypes.c_float, _p]
+_ARGTYPES: list[type[ctypes.c_void_p | ctypes.c_int | ctypes.c_float]] = [
+    _p, ctypes.c_int, ctypes.c_int, ctypes.c_int, _p, _p, _p, _p, _p, _p, _p, _p, ctypes.c_float, ctypes.c_float, _p]
 
 
 @cache

@@ -16,7 +16,7 @@ class CheckpointError(LlmError):
     exit_code = 2
 
 
-class OutOfMemory(LlmError):
+class OutOfMemoryError(LlmError):
     """Refused before loading: the model would not fit."""
 
 

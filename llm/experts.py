@@ -110,9 +110,9 @@ class ExpertWeights:
                                         weights.float().contiguous(), self._kernel_tensors, limit, alpha)
 
     def to(self, device: torch.device) -> ExpertWeights:
-        return ExpertWeights(self.layer, *(t.to(device) for t in (
-            self.gate_up_blocks, self.gate_up_scales, self.gate_up_bias, self.down_blocks, self.down_scales,
-            self.down_bias)), cache=self.cache, use_kernel=self.use_kernel)
+        return ExpertWeights(self.layer, self.gate_up_blocks.to(device), self.gate_up_scales.to(device),
+                             self.gate_up_bias.to(device), self.down_blocks.to(device), self.down_scales.to(device),
+                             self.down_bias.to(device), cache=self.cache, use_kernel=self.use_kernel)
 
     def nbytes(self) -> int:
         return sum(t.numel() * t.element_size() for t in (

@@ -51,7 +51,8 @@ def load_model(folder: Path, *, device: str = "auto", dtype: str | None = None, 
     for name, param in model.named_parameters():
         source = ckpt.tensor(name if name.startswith("lm_head") else f"model.{name}")
         if tuple(source.shape) != tuple(param.shape):
-            raise CheckpointError(f"{name}: shape {tuple(source.shape)} in the checkpoint, {tuple(param.shape)} expected")
+            raise CheckpointError(
+                f"{name}: shape {tuple(source.shape)} in the checkpoint, {tuple(param.shape)} expected")
         keep_fp32 = name.endswith("layernorm.weight") or name == "norm.weight"
         param.data = source.to(device=dev, dtype=torch.float32 if keep_fp32 else dt)
     model.rotary.inv_freq = yarn_inverse_frequencies(config).to(dev)
@@ -68,4 +69,6 @@ def _layer_experts(ckpt: Checkpoint, layer: int, device: torch.device, cache: Ex
         if name.endswith(("_blocks", "_scales")) and t.dtype != torch.uint8:
             raise CheckpointError(f"{prefix + name} is {t.dtype}, not MXFP4 (uint8)")
         tensors.append(t.to(device))
-    return ExpertWeights(layer, *tensors, cache=cache, use_kernel=use_kernel)
+    gate_up_blocks, gate_up_scales, gate_up_bias, down_blocks, down_scales, down_bias = tensors
+    return ExpertWeights(layer, gate_up_blocks, gate_up_scales, gate_up_bias, down_blocks, down_scales, down_bias,
+                         cache=cache, use_kernel=use_kernel)

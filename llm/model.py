@@ -9,6 +9,7 @@ D head dim, E experts, K experts per token, N tokens (B * T), V vocabulary.
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import torch
 from torch import nn
@@ -61,6 +62,8 @@ def yarn_inverse_frequencies(config: GptOssConfig) -> torch.Tensor:
 
 
 class Rotary(nn.Module):
+    inv_freq: torch.Tensor  # a buffer (register_buffer), typed for mypy
+
     def __init__(self, config: GptOssConfig) -> None:
         super().__init__()
         self.register_buffer("inv_freq", yarn_inverse_frequencies(config), persistent=False)
@@ -228,14 +231,18 @@ class GptOss(nn.Module):
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)  # untied
         self.rotary = Rotary(config)
 
+    def blocks(self) -> list[Block]:
+        """The layers, typed: iterating an nn.ModuleList gives plain Modules."""
+        return cast(list[Block], list(self.layers))
+
     def fuse(self) -> GptOss:
         """After loading: one q/k/v matmul per attention layer."""
-        for layer in self.layers:
+        for layer in self.blocks():
             layer.self_attn.fuse_qkv()
         return self
 
     def new_cache(self, padding: torch.Tensor, capacity: int = 256) -> KVCache:
-        windows = [layer.self_attn.window for layer in self.layers]
+        windows = [layer.self_attn.window for layer in self.blocks()]
         return KVCache(windows, padding, capacity)
 
     @torch.inference_mode()

@@ -52,7 +52,8 @@ def write_tokenizer(folder: Path) -> int:
 
 def _byte_of(ch: str) -> int:
     # GPT-2's bytes_to_unicode: printable bytes map to themselves, the rest to 256 + n.
-    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    printable = (list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1))
+                 + list(range(ord("®"), ord("ÿ") + 1)))
     code = ord(ch)
     if code in printable:
         return code

@@ -10,16 +10,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine, delete, select
 
 from rag import schema as s
 from rag.errors import ConfigError, NotFoundError, RagqaError
 
+if TYPE_CHECKING:
+    from argon2 import PasswordHasher
+
 ROLES = ("admin", "editor", "reader")
 
 
-class AccessDenied(RagqaError):
+class AccessDeniedError(RagqaError):
     """Signed in, but not allowed to do this."""
 
 
@@ -38,7 +42,7 @@ class Principal:
 LOCAL_ADMIN = Principal("local", "admin")
 
 
-def _hasher():  # type: ignore[no-untyped-def]
+def _hasher() -> PasswordHasher:
     from argon2 import PasswordHasher
 
     return PasswordHasher()
@@ -104,8 +108,9 @@ class Accounts:
     def grant(self, collection: str, group: str) -> None:
         cid = self._collection(collection)
         with self.engine.begin() as conn:
-            exists = conn.execute(select(s.collection_readers).where(s.collection_readers.c.collection_id == cid,
-                                                                     s.collection_readers.c.group_name == group)).first()
+            readers = s.collection_readers.c
+            exists = conn.execute(select(s.collection_readers).where(readers.collection_id == cid,
+                                                                     readers.group_name == group)).first()
             if not exists:
                 conn.execute(s.collection_readers.insert().values(collection_id=cid, group_name=group))
 
@@ -144,7 +149,7 @@ class Accounts:
 
     def require_write(self, who: Principal, collection: str) -> None:
         if not self.may_write(who, collection):
-            raise AccessDenied(f"{who.name} may not change the collection {collection!r}")
+            raise AccessDeniedError(f"{who.name} may not change the collection {collection!r}")
 
     def _collection(self, name: str) -> int:
         with self.engine.connect() as conn:

@@ -8,7 +8,7 @@ generator's pieces (the UI shows them as they come) and `Answerer.finish` checks
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -17,7 +17,8 @@ from llm.generator import Generator, Piece, Prompt, Source
 from rag.citations import check
 from rag.extractive import NO_ANSWER
 from rag.passages import Passage
-from rag.prompt import OVERHEAD_TOKENS, SOURCE_LABEL_TOKENS, build_prompt
+from rag.followup import Exchange, rewrite_query
+from rag.prompt import OVERHEAD_TOKENS, SOURCE_LABEL_TOKENS, TURN_TOKENS, build_prompt
 from rag.records import PAGE_SEPARATOR
 from rag.retrieval import Retriever, Scope
 
@@ -60,6 +61,8 @@ class Answer:
     sources: tuple[SourceRef, ...]
     dropped: tuple[str, ...] = ()  # passages retrieved but left out of the prompt, and why
     problems: tuple[str, ...] = ()  # citation problems found by the check
+    search_query: str = ""  # what was searched for: the question, or its standalone rewrite
+    turns_used: tuple[int, ...] = ()  # indexes of the earlier exchanges the prompt carried
 
     @property
     def answered(self) -> bool:
@@ -69,7 +72,8 @@ class Answer:
         return {"question": self.question, "answer": self.text, "reasoning": self.reasoning, "backend": self.backend,
                 "extractive": self.extractive, "answered": self.answered,
                 "sources": [s.as_json() for s in self.sources], "dropped": list(self.dropped),
-                "problems": list(self.problems)}
+                "problems": list(self.problems), "searched_for": self.search_query or self.question,
+                "turns_used": list(self.turns_used)}
 
 
 @dataclass(frozen=True)
@@ -78,6 +82,8 @@ class Draft:
     prompt: Prompt
     passages: tuple[Passage, ...]  # as numbered in the prompt: passages[i] is source i + 1
     dropped: tuple[str, ...]
+    search_query: str = ""
+    turns_used: tuple[int, ...] = ()
 
 
 @dataclass
@@ -90,21 +96,30 @@ class Collected:
 
 class Answerer:
     def __init__(self, retriever: Retriever, generator: Generator, *, passages: int = 5,
-                 max_answer_tokens: int = 1024) -> None:
+                 max_answer_tokens: int = 1024, history_tokens: int = 1024) -> None:
         self.retriever = retriever
         self.generator = generator
         self.k = passages
         self.max_answer_tokens = max_answer_tokens
+        self.history_tokens = history_tokens
 
-    def prepare(self, question: str, *, scope: Scope | None = None, reasoning: str = "medium",
-                today: date | None = None) -> Draft:
+    def prepare(self, question: str, *, history: Sequence[Exchange] = (), scope: Scope | None = None,
+                reasoning: str = "medium", today: date | None = None) -> Draft:
+        """`history`: the conversation's earlier exchanges, oldest first. A follow-up is searched
+        for as a standalone query; the most recent exchanges that fit the history budget go into
+        the prompt before the sources, which take what is left."""
         question = question.strip()
-        found = self.retriever.search(question, self.k, "hybrid", scope) if question else []
+        query = rewrite_query(question, history, self.generator, today=today) if question else question
+        found = self.retriever.search(query, self.k, "hybrid", scope) if query else []
         base = build_prompt(question, (), reasoning=reasoning, today=today, max_tokens=self.max_answer_tokens)
-        kept, dropped = fit_sources(base, found, self.generator)
-        prompt = build_prompt(question, [source_of(i + 1, p) for i, p in enumerate(kept)], reasoning=reasoning,
-                              today=base.today, max_tokens=self.max_answer_tokens)
-        return Draft(question, prompt, tuple(kept), tuple(dropped))
+        used, dropped = fit_history(base, history, self.generator, self.history_tokens)
+        earlier = [history[i] for i in used]
+        base = build_prompt(question, (), history=earlier, reasoning=reasoning, today=base.today,
+                            max_tokens=self.max_answer_tokens)
+        kept, left_out = fit_sources(base, found, self.generator)
+        prompt = build_prompt(question, [source_of(i + 1, p) for i, p in enumerate(kept)], history=earlier,
+                              reasoning=reasoning, today=base.today, max_tokens=self.max_answer_tokens)
+        return Draft(question, prompt, tuple(kept), (*dropped, *left_out), query, tuple(used))
 
     def stream(self, draft: Draft, into: Collected) -> Iterator[Piece]:
         for piece in self.generator.stream(draft.prompt):
@@ -121,12 +136,14 @@ class Answerer:
             quotes = tuple(quote_ref(p, q.start, q.end, q.verbatim) for q in report.quotes if q.source == n)
             refs.append(SourceRef(n, p, n in report.cited, _unique(quotes)))
         return Answer(draft.question, text, "".join(collected.reasoning).strip(), self.generator.name,
-                      self.generator.extractive, tuple(refs), draft.dropped, tuple(report.problems))
+                      self.generator.extractive, tuple(refs), draft.dropped, tuple(report.problems),
+                      draft.search_query or draft.question, draft.turns_used)
 
-    def ask(self, question: str, *, scope: Scope | None = None, reasoning: str = "medium") -> Answer:
+    def ask(self, question: str, *, history: Sequence[Exchange] = (), scope: Scope | None = None,
+            reasoning: str = "medium") -> Answer:
         """Prepare, stream to the end and finish in one call: the answer, for callers that show
         nothing while it is produced (the CLI, the evaluation, the benchmarks)."""
-        draft = self.prepare(question, scope=scope, reasoning=reasoning)
+        draft = self.prepare(question, history=history, scope=scope, reasoning=reasoning)
         collected = Collected()
         for _ in self.stream(draft, collected):
             pass
@@ -136,6 +153,27 @@ class Answerer:
 def source_of(number: int, p: Passage) -> Source:
     where = f"p. {p.pages}" if p.doc_type == "pdf" else p.path.replace("\\", "/").rsplit("/", 1)[-1]
     return Source(number, p.title, where, p.text)
+
+
+def fit_history(base: Prompt, history: Sequence[Exchange], generator: Generator,
+                history_tokens: int) -> tuple[list[int], list[str]]:
+    """Indexes of the most recent earlier exchanges that fit in `history_tokens` (and in what the
+    window leaves beside the instructions, the current turn and the answer's budget: `base`), in
+    order; the older ones are reported, as dropped passages are, never cut silently."""
+    room = generator.context_tokens - base.max_tokens - OVERHEAD_TOKENS
+    room -= generator.count_tokens(base.instructions) + sum(generator.count_tokens(m.text) for m in base.turns)
+    budget = min(history_tokens, room)
+    used: list[int] = []
+    for i in range(len(history) - 1, -1, -1):
+        ex = history[i]
+        cost = generator.count_tokens(ex.question) + generator.count_tokens(ex.answer) + 2 * TURN_TOKENS
+        if cost > budget:
+            break  # an older turn without the ones after it would read out of order
+        used.append(i)
+        budget -= cost
+    dropped = [f"earlier turn {i + 1}: did not fit in the conversation's {min(history_tokens, max(room, 0))}-token "
+               f"budget" for i in range(len(history) - len(used))]
+    return used[::-1], dropped
 
 
 def fit_sources(base: Prompt, found: list[Passage], generator: Generator) -> tuple[list[Passage], list[str]]:

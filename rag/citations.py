@@ -37,7 +37,8 @@ class CitationReport:
 
 def claims(answer: str) -> list[tuple[str, list[int]]]:
     """The answer cut at its citation markers: (text before the marker, numbers cited)."""
-    out, pos = [], 0
+    out: list[tuple[str, list[int]]] = []
+    pos = 0
     for m in CITATION.finditer(answer):
         numbers = [int(n) for n in re.split(r"\s*[,;]\s*", m.group(1))]
         text = answer[pos:m.start()].strip()

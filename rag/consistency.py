@@ -58,7 +58,8 @@ def check_store(store: Store) -> CheckReport:
     if state.chunk_count != len(sql_ids):
         report.problems.append(f"index_state counts {state.chunk_count} chunks, the chunks table has {len(sql_ids)}")
     if len(models) > 1 or (models and models[0] != state.embedding_model):
-        report.problems.append(f"vectors of several embedding models: {sorted(models)} (store: {state.embedding_model})")
+        report.problems.append(
+            f"vectors of several embedding models: {sorted(models)} (store: {state.embedding_model})")
     if empty_docs:
         report.problems.append(f"{empty_docs} ready documents have no chunks")
     _check_faiss(store, state, sql_ids, sample, report)
@@ -67,7 +68,8 @@ def check_store(store: Store) -> CheckReport:
     return report
 
 
-def _check_faiss(store: Store, state: IndexState, sql_ids: np.ndarray, sample: dict[int, bytes], report: CheckReport) -> None:
+def _check_faiss(store: Store, state: IndexState, sql_ids: np.ndarray, sample: dict[int, bytes],
+                 report: CheckReport) -> None:
     if state.generation == 0 or state.dim is None:
         if len(sql_ids):
             report.problems.append("chunks exist but no vector index was ever written")

@@ -41,7 +41,8 @@ class Conversations:
         title = " ".join(first_question.split())[:80] or "New conversation"
         with self.engine.begin() as conn:
             return int(conn.execute(s.conversations.insert().values(
-                title=title, user_name=user, created_at=_now(), updated_at=_now())).inserted_primary_key[0])
+                title=title, user_name=user, created_at=_now(), updated_at=_now())
+                .returning(s.conversations.c.id)).scalar_one())
 
     def recent(self, limit: int = 30, user: str = "local") -> list[Conversation]:
         c = s.conversations.c
@@ -72,7 +73,7 @@ class Conversations:
                 raise NotFoundError(f"no conversation {conversation_id}")
             return int(conn.execute(s.messages.insert().values(
                 conversation_id=conversation_id, role=role, content=content, answer=answer,
-                created_at=_now())).inserted_primary_key[0])
+                created_at=_now()).returning(s.messages.c.id)).scalar_one())
 
     def rate(self, message_id: int, rating: int, comment: str = "") -> None:
         if rating not in (1, -1):

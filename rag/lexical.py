@@ -100,7 +100,8 @@ class LexicalIndex:
                         np.asarray(lengths, np.int64),
                         _counts(pairs, len(texts), len(self.pair_vocab)) if self.pairs else None)
 
-    def add_counts(self, ids: np.ndarray, tf: sp.spmatrix, lengths: np.ndarray, pairs: sp.spmatrix | None = None) -> None:
+    def add_counts(self, ids: np.ndarray, tf: sp.spmatrix, lengths: np.ndarray,
+                   pairs: sp.spmatrix | None = None) -> None:
         """Add chunks already analysed: tf [n, vocabulary] term counts over `self.vocab`'s ids,
         lengths [n] terms per chunk (stopwords excluded), pairs [n, pair ids] adjacent pair counts."""
         tf = _widen(tf, len(self.vocab)).tocsc()
@@ -159,7 +160,7 @@ class LexicalIndex:
         per_segment, per_document = self._postings_scores(
             tids, repeats, self.df, [seg.tf for seg in self.segments], documents)
         pids, pair_repeats = (_query_ids([f"{a} {b}" for a, b in zip(words, words[1:])], self.pair_vocab)
-                              if self.pairs else ([], None))
+                              if self.pairs else ([], np.zeros(0)))
         if pids:  # weighted through the idf, added into the same arrays: no pass over all rows
             _, pair_document = self._postings_scores(pids, PAIR_WEIGHT * pair_repeats, self.pair_df,
                                                      [seg.pairs for seg in self.segments], documents, into=per_segment)
@@ -225,7 +226,7 @@ class LexicalIndex:
 
     def save(self, path: Path) -> None:
         """Write atomically (temporary file, fsync, rename): one .npz holding everything."""
-        arrays: dict[str, np.ndarray] = {
+        arrays: dict[str, Any] = {  # Any: mypy would match **arrays against savez's allow_pickle
             "params": np.asarray([self.k1, self.b], np.float64),
             "vocab": _vocab_array(self.vocab), "df": self.df,
         }
@@ -283,7 +284,8 @@ class LexicalIndex:
         """Fold every segment into one, dropping deleted rows."""
         width = len(self.vocab)
         parts = [seg for seg in self.segments if seg.alive.any()]
-        tf = sp.vstack([_widen(seg.tf[seg.alive], width) for seg in parts]).tocsc() if parts else sp.csc_matrix((0, width))
+        tf = (sp.vstack([_widen(seg.tf[seg.alive], width) for seg in parts]).tocsc() if parts
+              else sp.csc_matrix((0, width)))
         ids = np.concatenate([seg.ids[seg.alive] for seg in parts]) if parts else np.zeros(0, np.int64)
         lengths = np.concatenate([seg.lengths[seg.alive] for seg in parts]) if parts else np.zeros(0, np.int64)
         pair_width = len(self.pair_df)

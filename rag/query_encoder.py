@@ -77,7 +77,7 @@ def load_query_encoder(model: Any, model_path: Path, cache_dir: Path, threads: i
         session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         encoder = OnnxQueryEncoder(session, model.preprocess)
         worst = _worst_cosine(model, encoder)
-    except Exception as exc:  # any failure here only costs speed: PyTorch serves queries
+    except Exception as exc:  # noqa: BLE001 - any failure here only costs speed: PyTorch serves queries
         log.warning("query encoder: ONNX export or load failed (%s: %s); using PyTorch", type(exc).__name__, exc)
         with contextlib.suppress(OSError):  # a read-only cache (an app replica) keeps its file
             path.unlink(missing_ok=True)

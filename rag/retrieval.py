@@ -217,7 +217,8 @@ class Retriever:
         dense_scores, dense_ids = first_per_chunk(window_scores.astype(np.float64), window_chunks)
         if len(dense_ids) < k and len(window_scores) == wanted:  # chunks with very many windows
             dense_ids, dense_scores = self._dense(snap, qvec, k, allowed)
-        all_lex_ids, all_lex_scores = snap.lexical.matching(query, allowed, snap.documents)  # every match: many in a big store
+        # Every match: many in a big store.
+        all_lex_ids, all_lex_scores = snap.lexical.matching(query, allowed, snap.documents)
         lex_ids, lex_scores = _top(all_lex_ids, all_lex_scores.astype(np.float64), max(k, STANDARDISE_DEPTH))
         lexical_std = Standardiser.of(lex_scores[:STANDARDISE_DEPTH])
         candidates = np.union1d(dense_ids[:k], lex_ids[:k])  # sorted

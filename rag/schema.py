@@ -9,6 +9,8 @@ rebuilds the FAISS file from the blobs.
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -30,7 +32,7 @@ metadata = MetaData()
 
 # SQLite reuses rowids after deletes unless AUTOINCREMENT is asked for; chunk ids are FAISS ids,
 # so they must never come back.
-_ids = {"sqlite_autoincrement": True}
+_ids: dict[str, Any] = {"sqlite_autoincrement": True}
 
 schema_version = Table(
     "schema_version",

@@ -11,8 +11,8 @@ import re
 _BOUNDARY = re.compile(r"(?<=[.!?])[\"')\]]*\s+(?=[\"'(\[]?[A-Z0-9])|\n\s*\n|\f|\n(?=\s*(?:[-*•#]|\d+[.)])\s)"
                        r"|\n?```[^\n]*\n?")  # Markdown code fences: code is not a sentence of prose
 # A full stop after these is not a sentence end ("Dr. Smith", "e.g. this", "J. Smith").
-_ABBREVIATION = re.compile(r"(?:\b(?:Dr|Mr|Mrs|Ms|Prof|St|No|Nr|Fig|Figs|Eq|vs|etc|approx|Inc|Ltd|Co|cf|al|Vol|pp|[ei]\.[eg])"
-                           r"|(?<![\w.])[A-Z])\.$")
+_ABBREVIATION = re.compile(r"(?:\b(?:Dr|Mr|Mrs|Ms|Prof|St|No|Nr|Fig|Figs|Eq|vs|etc|approx|Inc|Ltd|Co|cf|al|Vol|pp"
+                           r"|[ei]\.[eg])|(?<![\w.])[A-Z])\.$")
 _LIST_MARKER = re.compile(r"(?:[-*+\u2022]|\d{1,3}[.)])[ \t]+")
 _CODE_BLOCK = re.compile(r"```.*?(?:```|\Z)", re.S)
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)

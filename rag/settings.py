@@ -82,6 +82,8 @@ class Settings(BaseSettings):
                                              "environment, never stored).")
     answer_passages: int = Field(5, ge=1, le=20, description="Passages given to the generator.")
     answer_max_tokens: int = Field(1024, ge=16, description="Longest answer (reasoning included), in tokens.")
+    history_tokens: int = Field(1024, ge=0, description="Tokens of the prompt for the conversation's earlier "
+                                "questions and answers; the oldest that do not fit are left out (and reported).")
     reasoning: str = Field("medium", pattern="^(low|medium|high)$", description="Default reasoning effort: low, "
                            "medium or high.")
 

@@ -108,7 +108,8 @@ class Store:
                 return LexicalIndex.load(path)
             except (OSError, ValueError):
                 if self.index_state().generation == state.generation:
-                    raise StoreError(f"lexical index {path.name} is missing or damaged: run `ragqa check --repair`") from None
+                    raise StoreError(
+                        f"lexical index {path.name} is missing or damaged: run `ragqa check --repair`") from None
         raise StoreError("the lexical index keeps changing under this reader; try again")
 
     def load_vectors(self) -> tuple[IndexState, VectorIndex | None]:
@@ -124,7 +125,8 @@ class Store:
                 return state, vectors
             except (FileNotFoundError, RuntimeError):
                 if self.index_state().generation == state.generation:
-                    raise StoreError(f"vector index {path.name} is missing or damaged: run `ragqa check --repair`") from None
+                    raise StoreError(
+                        f"vector index {path.name} is missing or damaged: run `ragqa check --repair`") from None
         raise StoreError("the vector index keeps changing under this reader; try again")
 
     def collection_id(self, name: str) -> int | None:
@@ -180,7 +182,8 @@ class Store:
 
     def counts(self) -> dict[str, int]:
         with self.engine.connect() as c:
-            docs: dict[str, int] = dict(c.execute(select(s.documents.c.status, func.count()).group_by(s.documents.c.status)).all())
+            by_status = select(s.documents.c.status, func.count()).group_by(s.documents.c.status)
+            docs: dict[str, int] = dict(c.execute(by_status).all())
             chunks = c.execute(select(func.count()).select_from(s.chunks)).scalar() or 0
         return {"documents": sum(docs.values()), "ready": docs.get("ready", 0), "failed": docs.get("failed", 0),
                 "duplicates": docs.get("duplicate", 0), "chunks": chunks}

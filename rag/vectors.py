@@ -19,7 +19,7 @@ import math
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 import faiss
 import numpy as np
@@ -81,12 +81,13 @@ class VectorIndex:
         quantizer = faiss.IndexFlatIP(dim)
         index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
         index.own_fields = True
-        quantizer.this.disown()  # the IVF frees it
+        quantizer.this.disown()  # type: ignore[attr-defined]  # the IVF frees it (SWIG's handle: not in faiss's stubs)
         # k-means on a sample: FAISS's own rule of thumb is up to 256 points per cluster.
         rng = np.random.default_rng(0)
         sample = vectors[rng.choice(len(vectors), min(len(vectors), nlist * 64), replace=False)]
         index.train(sample)
-        index.set_direct_map_type(faiss.DirectMap.Hashtable)  # reconstruct and remove by id
+        # Reconstruct and remove by id (faiss's stubs lack the DirectMap class).
+        index.set_direct_map_type(faiss.DirectMap.Hashtable)  # type: ignore[attr-defined]
         index.add_with_ids(vectors, packed_ids)
         return cls(dim, index)
 
@@ -132,8 +133,9 @@ class VectorIndex:
             return np.zeros(0, np.int64)
         ivf = self._ivf_index()
         if ivf is None:
-            return faiss.vector_to_array(self.index.id_map).astype(np.int64)
+            return faiss.vector_to_array(cast(faiss.IndexIDMap2, self.index).id_map).astype(np.int64)
         lists = ivf.invlists
+        assert lists is not None  # a built IVF index has its lists
         parts = [faiss.rev_swig_ptr(lists.get_ids(i), lists.list_size(i)).copy()
                  for i in range(ivf.nlist) if lists.list_size(i)]
         return np.concatenate(parts).astype(np.int64)
@@ -175,7 +177,7 @@ class VectorIndex:
             return 0
         packed = self._packed_ids()
         doomed = packed[np.isin(packed >> WINDOW_BITS, np.asarray(ids, np.int64))]
-        self.index.remove_ids(doomed)
+        self.index.remove_ids(doomed)  # type: ignore[arg-type]  # faiss's wrapper takes ids; its stubs only a selector
         self._chunks = None
         return len(np.unique(doomed >> WINDOW_BITS))
 
@@ -235,13 +237,15 @@ class VectorIndex:
     def _search_packed(self, queries: np.ndarray, k: int, allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         ivf = self._ivf_index()
         selector = faiss.IDSelectorBatch(allowed) if allowed is not None else None
+        # faiss's wrapper takes the fields as keywords; its stubs give these classes no arguments.
+        params: faiss.SearchParameters | None
         if ivf is not None:
             nprobe = self.nprobe
             if allowed is not None and len(allowed) < _SELECTIVE_FILTER * self.n_vectors:
                 nprobe = ivf.nlist
-            params = faiss.SearchParametersIVF(sel=selector, nprobe=min(nprobe, ivf.nlist))
+            params = faiss.SearchParametersIVF(sel=selector, nprobe=min(nprobe, ivf.nlist))  # type: ignore[call-arg]
         else:
-            params = faiss.SearchParameters(sel=selector) if selector is not None else None
+            params = faiss.SearchParameters(sel=selector) if selector is not None else None  # type: ignore[call-arg]
         if len(queries) > _PARALLEL_QUERIES:
             return self.index.search(queries, k, params=params)
         # One query: FAISS's OpenMP threads would fight torch's (still spinning after the query

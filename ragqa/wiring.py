@@ -6,11 +6,13 @@ from __future__ import annotations
 __all__ = ["answerer", "embedding_ref", "generator", "generator_kind", "load_embedder", "offline", "open_store",
            "retriever"]
 
+from collections.abc import Callable
+
 from llm.generator import Generator
 from rag.answer import Answerer
 from rag.embedder import Embedder, EmbeddingModelRef, offline, resolve_model
-from rag.settings import Settings
 from rag.retrieval import Retriever
+from rag.settings import Settings
 from rag.store import Store
 
 
@@ -78,7 +80,7 @@ def generator(settings: Settings, retriever: Retriever | None = None) -> Generat
     return ExtractiveGenerator(embed)
 
 
-def _local_token_counter(settings: Settings):  # type: ignore[no-untyped-def]
+def _local_token_counter(settings: Settings) -> Callable[[str], int] | None:
     """The model's own tokenizer when a checkpoint folder is configured beside the server."""
     if settings.model_path and (settings.model_path / "tokenizer.json").is_file():
         from llm.harmony import HarmonyTokenizer
@@ -91,4 +93,4 @@ def _local_token_counter(settings: Settings):  # type: ignore[no-untyped-def]
 def answerer(settings: Settings, retriever_: Retriever | None = None, generator_: Generator | None = None) -> Answerer:
     r = retriever_ or retriever(settings)
     return Answerer(r, generator_ or generator(settings, r), passages=settings.answer_passages,
-                    max_answer_tokens=settings.answer_max_tokens)
+                    max_answer_tokens=settings.answer_max_tokens, history_tokens=settings.history_tokens)

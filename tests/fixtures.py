@@ -87,4 +87,5 @@ LOREM = (
 
 def paragraph(topic: str, n: int = 3) -> str:
     """Distinct, sentence-shaped text about `topic`, n sentences long."""
-    return " ".join(f"Sentence {i} explains how {topic} matters for the annual report of section {i}." for i in range(n))
+    return " ".join(f"Sentence {i} explains how {topic} matters for the annual report of section {i}."
+                    for i in range(n))

@@ -69,7 +69,7 @@ class StandIn:
                 self.end_headers()
                 self.wfile.write(body)
 
-            def do_GET(self) -> None:  # noqa: N802 - the http.server API
+            def do_GET(self) -> None:
                 if self.path.rstrip("/") == "/v1/models":
                     self._json(200, outer.models())
                 elif self.path == "/props" and outer.flavour == "llama.cpp":
@@ -77,7 +77,7 @@ class StandIn:
                 else:
                     self._json(404, {"error": {"code": 404, "message": "File Not Found", "type": "not_found_error"}})
 
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 if self.path == "/tokenize":
                     counted = outer.tokenize(request)

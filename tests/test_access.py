@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from rag.access import LOCAL_ADMIN, AccessDenied, Accounts, Principal
+from rag.access import LOCAL_ADMIN, AccessDeniedError, Accounts, Principal
 from rag.answer import Answerer
 from rag.audit import answer_detail, entries, record
 from rag.errors import ConfigError, NotFoundError
@@ -17,7 +17,7 @@ from tests.helpers import Library, no_traceback, ragqa
 
 
 @pytest.fixture
-def two_collections(library: Library, store) -> Accounts:  # type: ignore[no-untyped-def]
+def two_collections(library: Library, store) -> Accounts:
     library({"pay.txt": "Salaries\n\nThe finance director earns 200000 pounds a year, paid monthly."},
             collection="hr", folder="hr")
     library({"canteen.txt": "Canteen\n\nThe canteen opens at eight; the finance director eats there."},
@@ -27,7 +27,7 @@ def two_collections(library: Library, store) -> Accounts:  # type: ignore[no-unt
     return accounts
 
 
-def test_accounts_hash_passwords_and_check_roles(store) -> None:  # type: ignore[no-untyped-def]
+def test_accounts_hash_passwords_and_check_roles(store) -> None:
     accounts = Accounts(store.engine)
     accounts.add("alice", "editor", ("hr-staff", "all"), "correct horse")
     with store.engine.connect() as c:
@@ -56,14 +56,14 @@ def test_who_may_read_and_write(two_collections: Accounts) -> None:
     editor = Principal("e", "editor", ("hr-staff",))
     assert a.may_write(editor, "hr") and a.may_write(editor, "new-collection")
     assert not a.may_write(Principal("e2", "editor", ("sales",)), "hr") and not a.may_write(hr_reader, "general")
-    with pytest.raises(AccessDenied):
+    with pytest.raises(AccessDeniedError):
         a.require_write(hr_reader, "general")
     a.revoke("hr", "hr-staff")
     assert a.readable(outsider) == ("general", "hr")  # no groups left: open again
 
 
 def test_two_users_ask_the_same_question_and_each_gets_only_what_they_may_read(
-        two_collections: Accounts, store, embedder) -> None:  # type: ignore[no-untyped-def]
+        two_collections: Accounts, store, embedder) -> None:
     retriever = Retriever(store, lambda: embedder)
     answerer = Answerer(retriever, ExtractiveGenerator(embedder.encode))
     question = "How much does the finance director earn?"

@@ -38,8 +38,8 @@ def test_sentences_are_verbatim_slices_without_fragments() -> None:
 
 
 def test_code_blocks_are_not_sentences() -> None:
-    text = ("## Restoring from a backup\n\nRestore into an empty database:\n```sh\ndocker compose down && docker volume "
-            "rm data\n```\nThe restore checks the store.")
+    text = ("## Restoring from a backup\n\nRestore into an empty database:\n```sh\n"
+            "docker compose down && docker volume rm data\n```\nThe restore checks the store.")
     assert [text[a:b] for a, b in split_sentences(text)] == ["Restore into an empty database:",
                                                              "The restore checks the store."]
 
@@ -89,7 +89,7 @@ def test_context_sizing_reports_what_does_not_fit() -> None:
 
 
 @pytest.fixture
-def handbook(library: Library, store, embedder) -> Retriever:  # type: ignore[no-untyped-def]
+def handbook(library: Library, store, embedder) -> Retriever:
     """Search over a three-page staff handbook (PDF) and a note on the canteen."""
     pages = ["Staff handbook\nWelcome to the company. This handbook covers leave, travel and equipment.",
              ("Travel\nBook train travel through the travel desk at least five days ahead.\n"
@@ -100,7 +100,7 @@ def handbook(library: Library, store, embedder) -> Retriever:  # type: ignore[no
     return Retriever(store, lambda: embedder)
 
 
-def test_extractive_answer_cites_the_right_page_verbatim(handbook, embedder, store) -> None:  # type: ignore[no-untyped-def]
+def test_extractive_answer_cites_the_right_page_verbatim(handbook, embedder, store) -> None:
     answerer = Answerer(handbook, ExtractiveGenerator(embedder.encode), passages=3)
     answer = answerer.ask("What is the mileage allowance for private cars?")
     assert answer.answered and answer.extractive and not answer.problems
@@ -114,7 +114,7 @@ def test_extractive_answer_cites_the_right_page_verbatim(handbook, embedder, sto
     assert page_text[quote.start:quote.end] == quote.text
 
 
-def test_reasoning_is_kept_apart_from_the_answer(handbook) -> None:  # type: ignore[no-untyped-def]
+def test_reasoning_is_kept_apart_from_the_answer(handbook) -> None:
     answerer = Answerer(handbook, FakeGenerator(), passages=3)
     draft = answerer.prepare("When does the canteen open?", scope=Scope(("default",)), reasoning="high",
                              today=date(2026, 1, 2))
@@ -126,7 +126,7 @@ def test_reasoning_is_kept_apart_from_the_answer(handbook) -> None:  # type: ign
     assert "Looking" not in answer.text and answer.sources[0].cited
 
 
-def test_an_empty_question_retrieves_nothing(handbook) -> None:  # type: ignore[no-untyped-def]
+def test_an_empty_question_retrieves_nothing(handbook) -> None:
     answer = Answerer(handbook, ExtractiveGenerator()).ask("   ")
     assert answer.text == NO_ANSWER and not answer.sources and not answer.answered
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 import streamlit as st
@@ -18,7 +19,7 @@ PAGES = Path(__file__).parents[1] / "app" / "pages"
 
 
 @pytest.fixture
-def ui(monkeypatch: pytest.MonkeyPatch, library: Library, settings, store):  # type: ignore[no-untyped-def]
+def ui(monkeypatch: pytest.MonkeyPatch, library: Library, settings, store):
     """A library of two documents, one of which carries HTML; the UI reads the same settings."""
     library({"leave.md": "# Leave\n\nStaff get 27 days of annual leave, plus public holidays.\n\n"
                          "Unused leave of up to five days carries over to the next year.",
@@ -43,7 +44,7 @@ def started(page: str | None = None) -> AppTest:
     return at
 
 
-def test_ask_streams_an_answer_with_sources_reasoning_and_feedback(ui) -> None:  # type: ignore[no-untyped-def]
+def test_ask_streams_an_answer_with_sources_reasoning_and_feedback(ui) -> None:
     at = started()
     at.chat_input[0].set_value("How many days of annual leave do staff get?").run()
     assert not at.exception and not at.error
@@ -51,19 +52,20 @@ def test_ask_streams_an_answer_with_sources_reasoning_and_feedback(ui) -> None: 
     [conv] = chats.recent()
     user, answer = chats.messages(conv.id)
     assert user.content == "How many days of annual leave do staff get?"
-    assert answer.answer["backend"] == "fake" and answer.content.endswith("[1]")
+    assert answer.answer is not None and answer.answer["backend"] == "fake" and answer.content.endswith("[1]")
     assert answer.answer["sources"][0]["title"] == "Leave" and answer.answer["sources"][0]["cited"]
     labels = [e.label for e in at.expander]
     assert "Reasoning" in labels and any(label.startswith("[1] Leave") for label in labels)
     assert not next(e for e in at.expander if e.label == "Reasoning").proto.expanded  # closed by default
     assert [c.label for c in at.sidebar.button][1:] == [conv.title]  # listed in the sidebar
-    at.get("feedback")[0].set_value(0).run()  # thumbs down
+    feedback: Any = at.get("feedback")[0]  # a Feedback widget (get() is typed for any node)
+    feedback.set_value(0).run()  # thumbs down
     at.text_input(key=f"fbc_{answer.id}").input("out of date").run()
     at.button(key=f"fbs_{answer.id}").click().run()
     assert [(f["rating"], f["comment"]) for f in chats.feedback()] == [(-1, "out of date")]
 
 
-def test_a_new_chat_starts_clean(ui) -> None:  # type: ignore[no-untyped-def]
+def test_a_new_chat_starts_clean(ui) -> None:
     at = started()
     at.chat_input[0].set_value("When does the canteen open?").run()
     assert len(at.chat_message) == 2
@@ -71,7 +73,7 @@ def test_a_new_chat_starts_clean(ui) -> None:  # type: ignore[no-untyped-def]
     assert len(at.chat_message) == 0 and at.session_state.conversation is None
 
 
-def test_document_html_is_shown_as_text(ui) -> None:  # type: ignore[no-untyped-def]
+def test_document_html_is_shown_as_text(ui) -> None:
     at = started()
     at.chat_input[0].set_value("When is soup served in the canteen?").run()
     shown = " ".join(m.value for m in at.markdown)
@@ -80,7 +82,7 @@ def test_document_html_is_shown_as_text(ui) -> None:  # type: ignore[no-untyped-
     assert not any(m.allow_html for m in at.markdown)
 
 
-def test_collection_filter_limits_the_sources(ui) -> None:  # type: ignore[no-untyped-def]
+def test_collection_filter_limits_the_sources(ui) -> None:
     at = started()
     assert at.sidebar.multiselect[0].options == ["hr"]
     at.sidebar.multiselect[0].set_value(["hr"]).run()
@@ -88,7 +90,7 @@ def test_collection_filter_limits_the_sources(ui) -> None:  # type: ignore[no-un
     assert not at.exception and len(at.chat_message) == 2
 
 
-def test_library_lists_filters_and_deletes_documents(ui) -> None:  # type: ignore[no-untyped-def]
+def test_library_lists_filters_and_deletes_documents(ui) -> None:
     at = started("../app/pages/library.py")
     table = at.dataframe[0].value
     assert sorted(table["title"]) == ["Canteen", "Leave"]
@@ -101,7 +103,7 @@ def test_library_lists_filters_and_deletes_documents(ui) -> None:  # type: ignor
     assert check_store(ui).ok
 
 
-def test_library_shows_failures_with_their_reasons(ui, tmp_path, settings, embedder) -> None:  # type: ignore[no-untyped-def]
+def test_library_shows_failures_with_their_reasons(ui, tmp_path, settings, embedder) -> None:
     bad = tmp_path / "bad"
     bad.mkdir()
     (bad / "broken.pdf").write_bytes(b"%PDF-1.4 not really")
@@ -112,28 +114,28 @@ def test_library_shows_failures_with_their_reasons(ui, tmp_path, settings, embed
     assert any(line.startswith("- broken.pdf: ") and len(line) > 20 for line in shown), shown
 
 
-def test_status_reports_the_library_and_the_generator(ui) -> None:  # type: ignore[no-untyped-def]
+def test_status_reports_the_library_and_the_generator(ui) -> None:
     at = started("../app/pages/status.py")
     assert [m.value for m in at.metric][:2] == ["2", str(ui.counts()["chunks"])]
     assert any("The generator answers" in s.value for s in at.success)
     assert len(at.dataframe) == 1  # the ingest run
 
 
-def test_status_says_when_the_generator_cannot_answer(ui, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_status_says_when_the_generator_cannot_answer(ui, monkeypatch) -> None:
     monkeypatch.setenv("RAGQA_GENERATOR", "openai")
     monkeypatch.setenv("RAGQA_OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
     at = started("../app/pages/status.py")
     assert any("cannot reach the generator server" in e.value for e in at.error)
 
 
-def test_a_bad_setting_is_one_red_line(ui, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_a_bad_setting_is_one_red_line(ui, monkeypatch) -> None:
     monkeypatch.setenv("RAGQA_CHUNK_OVERLAP", "999")
     at = AppTest.from_file(MAIN, default_timeout=60)
     at.run()
     assert not at.exception and at.error[0].value.startswith("invalid setting")
 
 
-def test_sign_in_is_required_once_accounts_exist_and_readers_see_only_theirs(ui) -> None:  # type: ignore[no-untyped-def]
+def test_sign_in_is_required_once_accounts_exist_and_readers_see_only_theirs(ui) -> None:
     from rag.access import Accounts
     from rag.audit import entries
 
@@ -155,14 +157,15 @@ def test_sign_in_is_required_once_accounts_exist_and_readers_see_only_theirs(ui)
     at.chat_input[0].set_value("How many days of annual leave do staff get?").run()
     chats = Conversations(ui.engine)
     [conv] = chats.recent(user="sam")
-    assert chats.messages(conv.id)[1].answer["sources"] == []  # nothing readable, nothing shown
+    shown = chats.messages(conv.id)[1].answer
+    assert shown is not None and shown["sources"] == []  # nothing readable, nothing shown
     assert chats.recent(user="local") == []
     assert [e["action"] for e in entries(ui.engine, user="sam")] == ["login", "ask"]
     at.switch_page("../app/pages/status.py").run()
     assert [m.value for m in at.metric] == ["0", "0", "0", "0"]  # not even counts of closed collections
 
 
-def test_readers_cannot_reach_the_library_page(ui) -> None:  # type: ignore[no-untyped-def]
+def test_readers_cannot_reach_the_library_page(ui) -> None:
     from rag.access import Accounts
 
     Accounts(ui.engine).add("sam", "reader", (), "long enough pw")
@@ -178,7 +181,7 @@ def test_readers_cannot_reach_the_library_page(ui) -> None:  # type: ignore[no-u
     assert page.error and "Only editors and admins" in page.error[0].value and not page.dataframe
 
 
-def test_with_an_identity_provider_configured_staff_sign_in_through_it(ui) -> None:  # type: ignore[no-untyped-def]
+def test_with_an_identity_provider_configured_staff_sign_in_through_it(ui) -> None:
     at = AppTest.from_file(MAIN, default_timeout=60)
     at.secrets["auth"] = {"redirect_uri": "http://127.0.0.1:8501/oauth2callback", "cookie_secret": "s" * 32,
                           "client_id": "ragqa", "client_secret": "x",

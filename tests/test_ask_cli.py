@@ -6,13 +6,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.helpers import Library, no_traceback, ragqa
+from tests.helpers import FileSpec, Library, no_traceback, ragqa
 from tests.openai_standin import StandIn
 
 #: A two-page PDF and a note, ingested into the test's store by the `library` fixture.
-HANDBOOK = {"handbook.pdf": ["Staff handbook\nThis handbook covers leave and travel.",
-                             "Travel\nThe mileage allowance for private cars is 42 pence per mile."],
-            "canteen.md": "# Canteen\n\nThe canteen opens at eight and serves soup on Fridays."}
+HANDBOOK: dict[str, FileSpec] = {
+    "handbook.pdf": ["Staff handbook\nThis handbook covers leave and travel.",
+                     "Travel\nThe mileage allowance for private cars is 42 pence per mile."],
+    "canteen.md": "# Canteen\n\nThe canteen opens at eight and serves soup on Fridays."}
 
 
 def test_ask_extractive_json_cites_page_and_characters(library: Library, cli_env: dict[str, str]) -> None:

@@ -7,8 +7,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ingest.chunking import Chunker, join_pages
-from rag.records import Chunk
 from rag.embedder import resolve_model
+from rag.records import Chunk
 
 
 @pytest.fixture(scope="module")
@@ -104,7 +104,8 @@ def test_lone_title_is_folded_into_the_next_chunk(chunker: Chunker) -> None:
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(st.lists(st.text(alphabet=st.sampled_from(list("abcdefghij ÄéÜß.\n,#") + ["日", "本"]), min_size=0, max_size=400),
+@given(st.lists(st.text(alphabet=st.sampled_from(list("abcdefghij ÄéÜß.\n,#") + ["日", "本"]),
+                        min_size=0, max_size=400),
                 min_size=1, max_size=4))
 def test_invariants_hold_for_any_text(chunker: Chunker, pages: list[str]) -> None:
     _check_invariants(chunker, pages)

@@ -27,7 +27,7 @@ def _folder(root: Path, name: str, n: int) -> Path:
 
 @pytest.mark.slow
 def test_searches_keep_working_while_an_ingest_commits(tmp_path: Path, cli_env: dict[str, str], store, settings,
-                                                       embedder) -> None:  # type: ignore[no-untyped-def]
+                                                       embedder) -> None:
     run_ingest([_folder(tmp_path, "base", 3)], store, settings, embedder)
     retriever = Retriever(store, lambda: embedder)
     env = {**cli_env, "RAGQA_COMMIT_CHUNKS": "8"}  # many small commits while we search

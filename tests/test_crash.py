@@ -23,8 +23,8 @@ def _folder(root: Path) -> Path:
 
 
 def _snapshot(env: dict[str, str]) -> set[tuple[str, str, int, str]]:
-    from ragqa.wiring import open_store
     from rag.settings import Settings
+    from ragqa.wiring import open_store
     from tests.helpers import chunk_snapshot
 
     store = open_store(Settings(home=Path(env["RAGQA_HOME"]), database_url=env["RAGQA_DATABASE_URL"]))

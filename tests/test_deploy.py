@@ -20,17 +20,17 @@ ROOT = Path(__file__).parents[1]
 
 
 @pytest.fixture(scope="module")
-def compose() -> dict:  # type: ignore[type-arg]
+def compose() -> dict:
     return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 
 
-def test_compose_file_is_valid_against_the_compose_spec(compose: dict) -> None:  # type: ignore[type-arg]
+def test_compose_file_is_valid_against_the_compose_spec(compose: dict) -> None:
     schema = json.loads((ROOT / "tests" / "data" / "compose-spec.json").read_text())
     errors = sorted(Draft201909Validator(schema).iter_errors(compose), key=str)
     assert not errors, "\n".join(f"{list(e.path)}: {e.message}" for e in errors)
 
 
-def test_the_schema_check_does_catch_mistakes(compose: dict) -> None:  # type: ignore[type-arg]
+def test_the_schema_check_does_catch_mistakes(compose: dict) -> None:
     schema = json.loads((ROOT / "tests" / "data" / "compose-spec.json").read_text())
     broken = json.loads(json.dumps(compose))
     broken["services"]["db"]["healthcheck"]["retries"] = "many"
@@ -52,7 +52,7 @@ def test_docker_compose_config_accepts_it_when_the_cli_has_compose(tmp_path: Pat
     assert out.returncode == 0, out.stderr
 
 
-def test_compose_services_are_wired_as_documented(compose: dict) -> None:  # type: ignore[type-arg]
+def test_compose_services_are_wired_as_documented(compose: dict) -> None:
     s = compose["services"]
     assert set(s) == {"db", "app", "app-gpu", "vllm", "ingest"}
     assert s["app"]["ports"] == ["${RAGQA_BIND:-127.0.0.1}:${RAGQA_PORT:-8501}:8501"]  # localhost by default

@@ -101,7 +101,7 @@ def _command_position(before: list[str]) -> bool:
     return len(before) >= 2 and before[-2] in {"exec", "run"}  # docker compose exec app ragqa ...
 
 
-def _cli():  # type: ignore[no-untyped-def]
+def _cli():
     from typer.main import get_command
 
     from ragqa.cli import app

@@ -38,7 +38,7 @@ def _beir(folder: Path) -> None:
     (folder / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\tledger\t1\nq2\tabacus\t1\n")
 
 
-def test_the_dense_baseline_embeds_each_entry_as_the_model_truncates_it(tmp_path: Path, embedder) -> None:  # type: ignore[no-untyped-def]
+def test_the_dense_baseline_embeds_each_entry_as_the_model_truncates_it(tmp_path: Path, embedder) -> None:
     _beir(tmp_path / "set")
     entries = Entries.read(tmp_path / "set" / "corpus.jsonl")
     assert entries.dense_texts[0] == f"Kiln {SHORT['kiln']}"  # MTEB joins title and text with a space

@@ -9,8 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from rag.fusion import Standardiser, best_first, fuse
-from ragqa.eval.metrics import evaluate, ndcg_at
 from rag.passages import ChunkRow, plan_passages, stitch
+from ragqa.eval.metrics import evaluate, ndcg_at
 
 
 def test_fusion_rewards_agreement_and_ignores_a_signal_that_cannot_tell_apart() -> None:

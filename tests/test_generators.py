@@ -61,7 +61,7 @@ def backend(request: pytest.FixtureRequest, tiny_model: Path) -> Iterator[object
             yield OpenAIGenerator(server.url, "gpt-oss-test")
 
 
-def test_every_backend_keeps_the_contract(backend) -> None:  # type: ignore[no-untyped-def]
+def test_every_backend_keeps_the_contract(backend) -> None:
     assert backend.check() is None
     chunks = list(backend.stream(PROMPT))
     assert chunks and all(isinstance(c, Piece) and c.channel in ("final", "analysis") for c in chunks)

@@ -180,7 +180,8 @@ def test_bad_files_fail_alone_with_one_line_reasons(tmp_path: Path, store: Any, 
     assert check_store(store).ok
 
 
-def test_a_file_that_breaks_keeps_its_last_good_version(tmp_path: Path, store: Any, settings: Any, embedder: Any) -> None:
+def test_a_file_that_breaks_keeps_its_last_good_version(tmp_path: Path, store: Any, settings: Any,
+                                                         embedder: Any) -> None:
     f = tmp_path / "report.txt"
     f.write_text(paragraph("quarterly sales", 4))
     run_ingest([f], store, settings, embedder)
@@ -200,7 +201,8 @@ def test_password_file_format(tmp_path: Path) -> None:
     assert book.for_file(Path("/data/other/plan2.pdf")) == []
 
 
-def test_changing_the_embedding_model_reembeds_everything(formats: Path, store: Any, settings: Any, embedder: Any) -> None:
+def test_changing_the_embedding_model_reembeds_everything(formats: Path, store: Any, settings: Any,
+                                                          embedder: Any) -> None:
     run_ingest([formats], store, settings, embedder)
 
     class Other(CountingEmbedder):
@@ -210,7 +212,7 @@ def test_changing_the_embedding_model_reembeds_everything(formats: Path, store: 
         def encode(self, texts: list[str]) -> np.ndarray:
             return -super().encode(texts)  # a different (still normalised) vector space
 
-    other = Other(embedder)
+    other: Any = Other(embedder)  # an Embedder in all but name
     with open_writer(store):
         n = reembed_store(store, other, lambda text: [text])
     state = store.index_state()

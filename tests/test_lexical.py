@@ -90,7 +90,7 @@ def test_filter_ranking_and_ids() -> None:
         index.add([1], ["chunk ids are unique"])
 
 
-def test_save_and_load_keep_scores_and_deletions(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_save_and_load_keep_scores_and_deletions(tmp_path) -> None:
     texts = _corpus(120, seed=3)
     index = LexicalIndex()
     for start in range(0, 120, 30):
@@ -137,7 +137,7 @@ def test_document_bm25_is_bm25_over_each_documents_chunks_together() -> None:
             assert abs(score - expected) < 1e-4 * expected
 
 
-def test_words_in_the_querys_order_rank_above_the_same_words_scattered(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_words_in_the_querys_order_rank_above_the_same_words_scattered(tmp_path) -> None:
     texts = ["the vitamin deficiency report lists each case with notes", "report: vitamin levels, a deficiency case",
              "falcon river travel"]
     index, plain = LexicalIndex(), LexicalIndex(pairs=False)
@@ -159,7 +159,7 @@ def test_words_in_the_querys_order_rank_above_the_same_words_scattered(tmp_path)
     assert _ours(LexicalIndex.load(tmp_path / "new.npz"), "vitamin deficiency") == pytest.approx(ours)
 
 
-def test_a_file_with_the_older_vocabulary_encoding_loads_the_same(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_a_file_with_the_older_vocabulary_encoding_loads_the_same(tmp_path) -> None:
     """Files before word pairs kept the vocabulary as a numpy string (four bytes a character); they
     are read as they are."""
     index = LexicalIndex(pairs=False)

@@ -18,13 +18,15 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
                  "--sliding-window", "8", "--seed", "3")
     assert made.returncode == 0, made.stderr
     assert {p.name for p in folder.iterdir()} >= {"config.json", "tokenizer.json", "model.safetensors.index.json",
-                                                  "model-00000-of-00001.safetensors", "model-00001-of-00001.safetensors"}
+                                                  "model-00000-of-00001.safetensors",
+                                                  "model-00001-of-00001.safetensors"}
     return folder
 
 
 def test_greedy_token_ids_equal_transformers(checkpoint: Path) -> None:
-    from transformers import GptOssForCausalLM, Mxfp4Config
+    from transformers import GptOssForCausalLM
     from transformers.utils import logging
+    from transformers.utils.quantization_config import Mxfp4Config  # not in transformers' typed exports
 
     logging.set_verbosity_error()
     ref = GptOssForCausalLM.from_pretrained(str(checkpoint), dtype=torch.float32,

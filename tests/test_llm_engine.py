@@ -11,7 +11,7 @@ import torch
 from llm.checkpoint import MemoryEstimate, ensure_fits, estimate_memory
 from llm.config import GptOssConfig
 from llm.engine import Sampling, sample
-from llm.errors import OutOfMemory
+from llm.errors import OutOfMemoryError
 from llm.experts import DecodedExpert, ExpertCache
 from llm.harmony import HarmonyTokenizer, Message, Tool, conversation, render
 from llm.harmony_parser import Delta, MessageDone, StreamParser
@@ -27,7 +27,7 @@ def test_kv_cache_keeps_the_window_on_sliding_layers_only() -> None:
     for t in steps:
         slots = torch.arange(cache.length, cache.length + t)
         k = slots.float().view(1, 1, t, 1).expand(2, 1, t, 2)
-        for layer, window in ((0, 4), (1, None)):
+        for layer, _window in ((0, 4), (1, None)):
             before = cache.kept(layer)
             keys, values, seen = cache.update(layer, k, -k, slots)
             assert seen.tolist() == list(range(cache.length - before, cache.length + t))  # kept + new, in order
@@ -82,7 +82,7 @@ def test_memory_estimate_from_the_published_config_and_refusal(monkeypatch: pyte
     assert 12.5 < (est.dense_bytes + est.expert_bytes) / 2**30 < 13.5  # about the 12.8 GiB checkpoint
     assert config.kv_bytes_per_token(2) == 49152
     monkeypatch.setattr("llm.checkpoint.available_bytes", lambda device: 4 * 2**30)
-    with pytest.raises(OutOfMemory, match=r"needs 1[34]\.\d GiB of memory, 4\.0 GiB available"):
+    with pytest.raises(OutOfMemoryError, match=r"needs 1[34]\.\d GiB of memory, 4\.0 GiB available"):
         ensure_fits(est, torch.device("cpu"))
     ensure_fits(MemoryEstimate(1, 1, 0, 1), torch.device("cpu"))
 
@@ -128,8 +128,9 @@ def test_special_token_text_in_content_stays_text(harmony: HarmonyTokenizer) -> 
 
 
 def test_stream_parser_separates_channels_and_stops_on_return_or_call(harmony: HarmonyTokenizer) -> None:
-    generated = [harmony.ids["channel"], *harmony.text("analysis"), harmony.ids["message"], *harmony.text("Let me think. é"),
-                 harmony.ids["end"], harmony.ids["start"], *harmony.text("assistant"), harmony.ids["channel"],
+    generated = [harmony.ids["channel"], *harmony.text("analysis"), harmony.ids["message"],
+                 *harmony.text("Let me think. é"), harmony.ids["end"], harmony.ids["start"],
+                 *harmony.text("assistant"), harmony.ids["channel"],
                  *harmony.text("final"), harmony.ids["message"], *harmony.text("The answer [1]."),
                  harmony.ids["return"], *harmony.text("junk after return")]
     parser = StreamParser(harmony)

@@ -38,15 +38,15 @@ def articles(library: Library) -> Path:
     return folder
 
 
-def _retriever(store, embedder) -> Retriever:  # type: ignore[no-untyped-def]
+def _retriever(store, embedder) -> Retriever:
     return Retriever(store, lambda: embedder)
 
 
-def _titles(passages) -> list[str]:  # type: ignore[no-untyped-def]
+def _titles(passages) -> list[str]:
     return [p.title for p in passages]
 
 
-def test_each_mode_finds_what_it_is_good_at(articles, store, embedder) -> None:  # type: ignore[no-untyped-def]
+def test_each_mode_finds_what_it_is_good_at(articles, store, embedder) -> None:
     r = _retriever(store, embedder)
     # Paraphrase, no shared words: dense finds it.
     assert _titles(r.search("how do I make a loaf rise", 1, "dense")) == ["Baking bread"]
@@ -59,7 +59,7 @@ def test_each_mode_finds_what_it_is_good_at(articles, store, embedder) -> None: 
     assert _titles(r.search("pâtisserie levain", 4, "hybrid"))
 
 
-def test_scope_restricts_every_mode_and_unknown_collection_is_an_error(articles, store, embedder) -> None:  # type: ignore[no-untyped-def]
+def test_scope_restricts_every_mode_and_unknown_collection_is_an_error(articles, store, embedder) -> None:
     r = _retriever(store, embedder)
     for mode in ("dense", "lexical", "hybrid"):
         everywhere = r.search("lava eruption magma", 5, mode)
@@ -73,7 +73,7 @@ def test_scope_restricts_every_mode_and_unknown_collection_is_an_error(articles,
         r.search("x", 3, "hybrid", Scope(collections=("nope",)))
 
 
-def test_results_follow_additions_changes_and_removals(articles, store, settings, embedder) -> None:  # type: ignore[no-untyped-def]
+def test_results_follow_additions_changes_and_removals(articles, store, settings, embedder) -> None:
     r = _retriever(store, embedder)
     assert not r.search("aurora borealis", 3, "lexical")
     (articles / "sky.txt").write_text("Night sky\n\nThe aurora borealis glows green over Tromso in winter.")
@@ -88,14 +88,14 @@ def test_results_follow_additions_changes_and_removals(articles, store, settings
     assert "Night sky" not in _titles(r.search("noctilucent clouds", 5, "hybrid"))
 
 
-def _document_text(store, document_id: int) -> str:  # type: ignore[no-untyped-def]
+def _document_text(store, document_id: int) -> str:
     with store.engine.connect() as c:
         pages = c.execute(select(s.pages.c.text).where(s.pages.c.document_id == document_id)
                           .order_by(s.pages.c.page_no)).scalars().all()
     return PAGE_SEPARATOR.join(pages)
 
 
-def test_passages_are_exact_slices_and_never_overlap(tmp_path: Path, store, settings, embedder) -> None:  # type: ignore[no-untyped-def]
+def test_passages_are_exact_slices_and_never_overlap(tmp_path: Path, store, settings, embedder) -> None:
     rng = np.random.default_rng(3)
     topics = ["glaciers carve valleys", "rivers deposit silt", "winds shape dunes", "waves erode cliffs"]
     sentences = [f"Sentence {n}: {topics[n % 4]} over {int(rng.integers(2, 900))} years." for n in range(120)]
@@ -107,7 +107,7 @@ def test_passages_are_exact_slices_and_never_overlap(tmp_path: Path, store, sett
         passages = r.search("glaciers carve valleys over years", 8, mode)
         assert len(passages) >= 3
         spans = sorted((p.char_start, p.char_end) for p in passages)
-        for (a0, a1), (b0, b1) in zip(spans, spans[1:]):
+        for (_, a1), (b0, _) in zip(spans, spans[1:]):
             assert a1 <= b0, f"{mode}: passages overlap: {spans}"
         for p in passages:
             assert p.text == text[p.char_start:p.char_end]
@@ -118,7 +118,7 @@ def test_passages_are_exact_slices_and_never_overlap(tmp_path: Path, store, sett
 
 
 def test_hybrid_scales_each_signal_by_its_deep_pool_not_by_the_candidates(tmp_path: Path, store, settings,
-                                                                          embedder) -> None:  # type: ignore[no-untyped-def]
+                                                                          embedder) -> None:
     """The z-scores come from each signal's top STANDARDISE_DEPTH scores (here: every chunk), even
     when only the top `depth` of each list are candidates for fusion."""
     from rag.fusion import Standardiser, fuse
@@ -150,7 +150,7 @@ def test_hybrid_scales_each_signal_by_its_deep_pool_not_by_the_candidates(tmp_pa
     assert abs(fused(int(hybrid.ids[0]), 3) - hybrid.scores[0]) > 1e-3
 
 
-def test_chunks_are_matched_by_their_windows(tmp_path: Path, store, settings, embedder) -> None:  # type: ignore[no-untyped-def]
+def test_chunks_are_matched_by_their_windows(tmp_path: Path, store, settings, embedder) -> None:
     """With windows, each chunk's row keeps one vector per window, the indexes agree with SQL
     (also after a repair and a re-embedding), and a question matching one sentence of a long
     chunk scores as that sentence's window does, not as the whole chunk's average."""
@@ -187,7 +187,7 @@ def test_chunks_are_matched_by_their_windows(tmp_path: Path, store, settings, em
 
 
 def test_a_passage_ranks_higher_in_a_document_about_the_question(tmp_path: Path, store, settings,
-                                                                  embedder) -> None:  # type: ignore[no-untyped-def]
+                                                                  embedder) -> None:
     """Two passages name the dredging contractor. The one in the canteen minutes is, alone, the better
     BM25 match (it is shorter); the other sits in a document about harbour dredging, and its
     document's BM25 lifts it above."""

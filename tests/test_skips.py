@@ -10,11 +10,12 @@ import pytest
 
 from ingest.discover import Skipped, describe_skipped, discover, group_skipped
 from ingest.formats import skip_reason
-from tests.helpers import ragqa, write_files
+from tests.helpers import FileSpec, ragqa, write_files
 
-MIXED = {"policy.md": "# Leave\n\nStaff get 27 days of annual leave.", "scan1.png": b"\x89PNG\r\n\x1a\n....",
-         "scan2.PNG": b"\x89PNG\r\n\x1a\n....", "deck.pptx": b"PK\x03\x04....", ".DS_Store": b"\x00\x00",
-         "notes/readme": "no extension here"}
+MIXED: dict[str, FileSpec] = {
+    "policy.md": "# Leave\n\nStaff get 27 days of annual leave.", "scan1.png": b"\x89PNG\r\n\x1a\n....",
+    "scan2.PNG": b"\x89PNG\r\n\x1a\n....", "deck.pptx": b"PK\x03\x04....", ".DS_Store": b"\x00\x00",
+    "notes/readme": "no extension here"}
 
 
 def test_skips_are_grouped_by_type_most_frequent_first(tmp_path: Path) -> None:
@@ -35,7 +36,8 @@ def test_skips_are_grouped_by_type_most_frequent_first(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("name, reason", [("a.pdf", None), ("a.JPEG", "images need OCR: not enabled"),
-                                          ("a.tiff", "images need OCR: not enabled"), ("a.xlsx", "not a supported type"),
+                                          ("a.tiff", "images need OCR: not enabled"),
+                                          ("a.xlsx", "not a supported type"),
                                           (".hidden.md", "names starting with a dot are skipped")])
 def test_skip_reason(name: str, reason: str | None) -> None:
     assert skip_reason(Path(name)) == reason
@@ -47,7 +49,8 @@ def test_ingest_names_what_it_skipped_in_text_and_json(tmp_path: Path, cli_env: 
     text = ragqa(cli_env, "ingest", str(folder))
     assert text.returncode == 0, text.stderr  # skipping is not failing
     assert ("skipped 5: 2 .png (images need OCR: not enabled), 1 .pptx (not a supported type), "
-            "1 hidden file (names starting with a dot are skipped), 1 no extension (not a supported type)") in text.stdout
+            "1 hidden file (names starting with a dot are skipped), 1 no extension (not a supported type)"
+            ) in text.stdout
     (folder / "more.txt").write_text("The canteen opens at eight.")
     as_json = ragqa(cli_env, "ingest", str(folder), "--json")
     assert as_json.returncode == 0

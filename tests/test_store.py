@@ -105,7 +105,8 @@ def test_removing_a_document_hands_its_chunks_to_a_duplicate(store: Any) -> None
     (heir,) = store.documents()
     assert heir.path == "/d/copy.txt" and heir.status == "ready" and heir.chunks == 1
     with open_writer(store) as w:  # and how they were chunked, so the next ingest leaves them be
-        assert w.existing(cid, "/d/copy.txt").chunking == "test recipe"
+        heir_record = w.existing(cid, "/d/copy.txt")
+        assert heir_record is not None and heir_record.chunking == "test recipe"
         assert w.existing(cid, "/d/a.txt") is None
     assert check_store(store).ok
 

@@ -16,7 +16,8 @@ JUNK = ["10811.exe", "Microsoft Word - memo.doc", "Microsoft Word - Annual repor
         "  ", "", "—", "C:\\Users\\jo\\Desktop\\report", "/home/jo/report", "report_final_v2.docx", "scan0001.pdf",
         "IMG_2041.JPG", "(anonymous)", "No title", "Adobe InDesign"]
 REAL = ["Parental leave policy", "Annual Report 2023", "Minutes of the board, 4 March", "Node.js style guide",
-        "COVID-19 guidance", "Q3 results", "FAQ", "Über die Reisekosten", "Form W-2 instructions", "Title IX compliance"]
+        "COVID-19 guidance", "Q3 results", "FAQ", "Über die Reisekosten", "Form W-2 instructions",
+        "Title IX compliance"]
 
 
 @pytest.mark.parametrize("title", JUNK)

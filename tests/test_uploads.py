@@ -36,7 +36,8 @@ def test_uploads_land_apart_and_never_overwrite(tmp_path: Path) -> None:
 def test_type_comes_from_the_content(tmp_path: Path) -> None:
     pdf = make_pdf(tmp_path / "r.pdf", ["hello"]).read_bytes()
     docx = make_docx(tmp_path / "d.docx", "Title", ["para"]).read_bytes()
-    assert (sniff(pdf), sniff(docx), sniff(b"plain words"), sniff(b"\x7fELF\x00\x00")) == ("pdf", "docx", "text", "binary")
+    sniffed = (sniff(pdf), sniff(docx), sniff(b"plain words"), sniff(b"\x7fELF\x00\x00"))
+    assert sniffed == ("pdf", "docx", "text", "binary")
     assert save_upload(tmp_path / "up", "report.pdf", pdf, MB).suffix == ".pdf"
     with pytest.raises(LoadError, match="report.pdf: the content is binary"):
         save_upload(tmp_path / "up", "report.pdf", b"\x7fELF\x02\x01\x00\x00" * 10, MB)

@@ -96,12 +96,14 @@ def test_files_from_before_windows_are_read_as_one_vector_per_chunk(tmp_path: Pa
     vecs = _unit(rng, 300, 16)
     ids = np.arange(300) * 5 + 2
     for kind in ("flat", "ivf"):
+        old: faiss.Index
         if kind == "flat":
             old = faiss.IndexIDMap2(faiss.IndexFlatIP(16))
         else:
-            old = faiss.IndexIVFFlat(faiss.IndexFlatIP(16), 16, 16, faiss.METRIC_INNER_PRODUCT)
-            old.train(vecs)
-            old.set_direct_map_type(faiss.DirectMap.Hashtable)
+            ivf = faiss.IndexIVFFlat(faiss.IndexFlatIP(16), 16, 16, faiss.METRIC_INNER_PRODUCT)
+            ivf.train(vecs)
+            ivf.set_direct_map_type(faiss.DirectMap.Hashtable)  # type: ignore[attr-defined]  # not in faiss's stubs
+            old = ivf
         old.add_with_ids(vecs, ids)
         (tmp_path / f"{kind}.faiss").write_bytes(faiss.serialize_index(old).tobytes())  # the old format
         loaded = VectorIndex.load(tmp_path / f"{kind}.faiss")

@@ -3,6 +3,7 @@ highlighted, the reasoning in a closed box, and thumbs up/down with a comment.""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -109,7 +110,7 @@ def answer_now(question: str, scope: Scope, level: str, who: Any) -> None:
         collected = Collected()
         thinking = st.empty()
 
-        def final_text():  # type: ignore[no-untyped-def]
+        def final_text() -> Iterator[str]:
             for piece in answerer.stream(draft, collected):
                 if piece.channel == "final":
                     yield piece.text

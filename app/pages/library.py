@@ -126,7 +126,7 @@ def delete_section(rows: list[Any]) -> None:
     who = auth.current()
     rows = [d for d in rows if auth.accounts().may_write(who, d.collection)]
     labels = {d.id: f"{d.id}: {d.title}" for d in rows}
-    chosen = st.multiselect("Delete documents", list(labels), format_func=labels.get)
+    chosen = st.multiselect("Delete documents", list(labels), format_func=labels.__getitem__)
     if chosen and st.button(f"Delete {len(chosen)} document(s)", type="primary", icon=":material/delete:",
                                  key="delete"):
         with open_writer(resources.store()) as w:

@@ -2,11 +2,12 @@
 
 Times are taken as tokens arrive (our stream; a streamer on transformers' `generate`): the first
 token's time is the prefill, decode speed is the tokens after it over the time they took; each is
-the median of ROUNDS runs. Each configuration runs in a fresh process, so its peak memory (the resident-set high-water mark
-minus what the process held before loading the model) is its own. Configurations: our engine with
-the configured expert cache, with the cache off (experts decoded at every step), with every expert
-decoded up front (the fully decoded copy), without the C decode kernel (every step through decoded
-experts and PyTorch), and transformers' `generate` (which dequantizes the whole model on the CPU).
+the median of ROUNDS runs. Each configuration runs in a fresh process, so its peak memory (the
+resident-set high-water mark minus what the process held before loading the model) is its own.
+Configurations: our engine with the configured expert cache, with the cache off (experts decoded
+at every step), with every expert decoded up front (the fully decoded copy), without the C decode
+kernel (every step through decoded experts and PyTorch), and transformers' `generate` (which
+dequantizes the whole model on the CPU).
 """
 
 from __future__ import annotations
@@ -80,8 +81,9 @@ def _worker(model: Path, kind: str, cache_mb: float, prompt_tokens: int, new_tok
     prompt = torch.randint(0, 256, (1, prompt_tokens))
     kernel = False  # whether one-token steps ran through llm/cpu_kernel.c
     if kind == "transformers":
-        from transformers import GptOssForCausalLM, Mxfp4Config
+        from transformers import GptOssForCausalLM
         from transformers.utils import logging
+        from transformers.utils.quantization_config import Mxfp4Config  # not in transformers' typed exports
 
         logging.set_verbosity_error()
         before = _rss_mib()
@@ -106,7 +108,7 @@ def _worker(model: Path, kind: str, cache_mb: float, prompt_tokens: int, new_tok
         engine = Engine(ours)
         kernel = kind == "ours" and cpu_kernel.load() is not None
         if cache_mb >= ALL_DECODED_MB:  # decode every expert now, as a fully decoded copy would be
-            for layer in ours.layers:
+            for layer in ours.blocks():
                 for e in range(layer.mlp.experts.num_experts):
                     layer.mlp.experts.get(e, torch.float32)
 

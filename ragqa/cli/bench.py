@@ -45,8 +45,8 @@ def bench_search(
     as_json: JsonOpt = False,
 ) -> None:
     """Search latency p50/p95, query embedding included (default: a synthetic 100,000-chunk store)."""
-    from ragqa.bench import search as b
     from ragqa import wiring
+    from ragqa.bench import search as b
 
     wiring.offline()
     cfg = settings()
@@ -71,7 +71,8 @@ def bench_search(
 @bench_app.command("load")
 @edge
 def bench_load(
-    path: Annotated[Path | None, typer.Argument(help="Documents to ingest during the run (default: synthetic).")] = None,
+    path: Annotated[Path | None,
+                    typer.Argument(help="Documents to ingest during the run (default: synthetic).")] = None,
     users: Annotated[int, typer.Option(min=1, help="Simulated staff asking at once.")] = 20,
     duration: Annotated[float, typer.Option(min=1, help="Seconds of asking.")] = 60,
     files: Annotated[int, typer.Option(min=1, help="Synthetic documents, when no PATH is given.")] = 300,

@@ -9,7 +9,7 @@ import sys
 import traceback
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import typer
 
@@ -42,7 +42,7 @@ def user_errors(home: Callable[[], Path]) -> Callable[[F], F]:
                 where = _log_crash(home())
                 fail(f"internal error ({type(exc).__name__}: {one_line(exc)}); details in {where}", 3)
 
-        return inner  # type: ignore[return-value]
+        return cast(F, inner)
 
     return wrap
 

@@ -29,8 +29,9 @@ def eval_beir(
 ) -> None:
     """nDCG@10, Recall@10, Recall@100 and MRR@10 on a BEIR folder, in a store of its own."""
     from ragqa import wiring
-    from ragqa.eval.beir import eval_beir as run, parse_modes
     from ragqa.cli.progress import terminal_progress
+    from ragqa.eval.beir import eval_beir as run
+    from ragqa.eval.beir import parse_modes
 
     wiring.offline()
     modes = parse_modes(mode)
@@ -59,8 +60,8 @@ def eval_qa(
 ) -> None:
     """How often the gold answer is in the top 5 passages and in the extractive answer."""
     from ragqa import wiring
-    from ragqa.eval.qa import eval_qa as run
     from ragqa.cli.progress import terminal_progress
+    from ragqa.eval.qa import eval_qa as run
 
     wiring.offline()
     progress = terminal_progress(not as_json)

@@ -95,7 +95,8 @@ def docs(
     for d in rows:
         pages = f"{d.pages}p" if d.pages else "-"
         note = f"  [{d.error}]" if d.error else ""
-        typer.echo(f"{d.id:>6}  {d.status:<9} {d.collection:<12} {pages:>5} {d.chunks:>5}ch  {d.title[:50]:<50}  {d.path}{note}")
+        typer.echo(f"{d.id:>6}  {d.status:<9} {d.collection:<12} {pages:>5} {d.chunks:>5}ch  "
+                   f"{d.title[:50]:<50}  {d.path}{note}")
 
 
 @app.command()
@@ -320,15 +321,15 @@ def ui(
     import sys
 
     import ragqa as ragqa_package
-    from ragqa import wiring
-
     from rag.access import Accounts
     from rag.errors import ConfigError
+    from ragqa import wiring
 
     wiring.offline()
     cfg = settings()  # a bad setting is reported here, in one line, before the server starts
     loopback = address in ("127.0.0.1", "localhost", "::1")
-    if not loopback and not published_on_loopback and not _oidc_configured() and not Accounts(wiring.open_store(cfg).engine).any():
+    if (not loopback and not published_on_loopback and not _oidc_configured()
+            and not Accounts(wiring.open_store(cfg).engine).any()):
         raise ConfigError(f"no sign-in is configured: the UI serves 127.0.0.1 only (not {address}) until an "
                           "account exists (`ragqa users add`) or OIDC is set up in .streamlit/secrets.toml")
     script = Path(ragqa_package.__file__).parent / "ui_app.py"

@@ -20,9 +20,9 @@ import numpy as np
 
 from rag.embedder import Embedder
 from rag.lexical import LexicalIndex
-from ragqa.eval.metrics import evaluate
 from rag.vectors import write_atomically
 from ragqa.eval.beir_files import corpus_entries
+from ragqa.eval.metrics import evaluate
 
 DOC_DEPTH = 100  # documents ranked per query, as for the product's modes
 SCORE_CELLS = 50_000_000  # query x entry similarities held at once (200 MB of float32)
@@ -45,7 +45,8 @@ class Entries:
 
 
 def baseline_scores(corpus: Path, queries: dict[str, str], qrels: Any, embedder: Embedder,
-                    query_vectors: np.ndarray, cache_dir: Path | None, progress: Any = None) -> dict[str, dict[str, Any]]:
+                    query_vectors: np.ndarray, cache_dir: Path | None,
+                    progress: Any = None) -> dict[str, dict[str, Any]]:
     """{"baseline-bm25": metrics, "baseline-dense": metrics} for these queries (`query_vectors`
     [queries, dim] in the same order), each with `mode` and `documents` like the product's."""
     entries = Entries.read(corpus)
@@ -80,7 +81,8 @@ def bm25_run(entries: Entries, queries: dict[str, str]) -> dict[str, list[str]]:
     return run
 
 
-def dense_run(entries: Entries, qids: list[str], query_vectors: np.ndarray, vectors: np.ndarray) -> dict[str, list[str]]:
+def dense_run(entries: Entries, qids: list[str], query_vectors: np.ndarray,
+              vectors: np.ndarray) -> dict[str, list[str]]:
     """Exact cosine of each query against one vector per entry (vectors [entries, dim], normalised)."""
     n = len(entries.ids)
     k = min(DOC_DEPTH, n)

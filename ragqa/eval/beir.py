@@ -16,10 +16,10 @@ from typing import Any
 import numpy as np
 
 from rag.errors import ConfigError
-from ragqa.eval.beir_files import BeirSet, read_beir, write_corpus
-from ragqa.eval.metrics import evaluate
 from rag.retrieval import MODES, Mode, Retriever
 from rag.settings import Settings
+from ragqa.eval.beir_files import BeirSet, read_beir, write_corpus
+from ragqa.eval.metrics import evaluate
 
 DOC_DEPTH = 100  # documents ranked per query: enough for Recall@100
 CHUNK_DEPTH = 1000  # chunks ranked per query to find them
@@ -65,7 +65,8 @@ def eval_beir(folder: Path, split: str, modes: list[Mode], settings: Settings, w
         qvecs = retriever.embed_queries(list(beir.queries.values())) if dense_needed else None
         results: dict[str, dict[str, Any]] = {}
         for mode in modes:
-            scores: dict[str, Any] = dict(evaluate(rank_documents(retriever, beir, mode, doc_of_chunk, qvecs), beir.qrels))
+            run = rank_documents(retriever, beir, mode, doc_of_chunk, qvecs)
+            scores: dict[str, Any] = dict(evaluate(run, beir.qrels))
             scores.update(mode=mode, documents=len(owners), chunks=len(doc_of_chunk))
             results[mode] = scores
         if baselines:
@@ -100,4 +101,4 @@ def parse_modes(mode: str) -> list[Mode]:
         return list(MODES)
     if mode not in MODES:
         raise ConfigError(f"unknown mode {mode!r}: use hybrid, dense, lexical or all")
-    return [mode]  # type: ignore[list-item]
+    return [mode]

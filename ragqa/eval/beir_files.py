@@ -22,7 +22,8 @@ class BeirSet:
 
 
 def read_beir(folder: Path, split: str) -> BeirSet:
-    corpus, queries_file, qrels_file = folder / "corpus.jsonl", folder / "queries.jsonl", folder / "qrels" / f"{split}.tsv"
+    corpus, queries_file = folder / "corpus.jsonl", folder / "queries.jsonl"
+    qrels_file = folder / "qrels" / f"{split}.tsv"
     for f in (corpus, queries_file, qrels_file):
         if not f.is_file():
             raise ConfigError(f"not a BEIR folder: {f} is missing")

@@ -76,7 +76,8 @@ def _read_cmu(folder: Path, corpus: Path) -> list[QaItem]:
             article = (row.get("ArticleFile") or "").strip()
             if not question or not answer or answer.upper() == "NULL" or not article:
                 continue
-            source = next((p for p in (folder / f"{article}.txt.clean", folder / f"{article}.txt") if p.is_file()), None)
+            candidates = (folder / f"{article}.txt.clean", folder / f"{article}.txt")
+            source = next((p for p in candidates if p.is_file()), None)
             if source is None:
                 continue
             target = corpus / (article.replace("/", "_") + ".txt")
