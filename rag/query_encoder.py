@@ -6,9 +6,12 @@ Queries are embedded one at a time while a user waits, so this is where the time
 
 The graph is exported once from the loaded PyTorch model (torch's TorchScript exporter, which needs
 the `onnx` package) into a cache file keyed by the model's own files, and is checked against
-PyTorch on probe texts every time it is loaded. Anything unusual (a model whose modules do not
-trace, no onnxruntime, a damaged cache file, a disagreement) means PyTorch keeps serving queries:
-slower, never wrong. Document embedding in bulk stays on PyTorch, where batches keep it efficient.
+PyTorch on probe texts once per graph file and runtime: a stamp beside the file records the check
+(the file's hash and the versions of onnxruntime and torch), so a CLI command or a UI process does
+not spend a second and a half re-proving it at every start; any change to those checks it again.
+Anything unusual (a model whose modules do not trace, no onnxruntime, a damaged cache file, a
+disagreement) means PyTorch keeps serving queries: slower, never wrong. Document embedding in
+bulk stays on PyTorch, where batches keep it efficient.
 """
 
 from __future__ import annotations
@@ -76,16 +79,43 @@ def load_query_encoder(model: Any, model_path: Path, cache_dir: Path, threads: i
         options.log_severity_level = 3
         session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         encoder = OnnxQueryEncoder(session, model.preprocess)
-        worst = _worst_cosine(model, encoder)
+        stamp = _check_stamp(path, ort.__version__)
+        worst = 1.0 if _was_checked(path, stamp) else _worst_cosine(model, encoder)
     except Exception as exc:  # noqa: BLE001 - any failure here only costs speed: PyTorch serves queries
         log.warning("query encoder: ONNX export or load failed (%s: %s); using PyTorch", type(exc).__name__, exc)
         with contextlib.suppress(OSError):  # a read-only cache (an app replica) keeps its file
             path.unlink(missing_ok=True)
+            _stamp_path(path).unlink(missing_ok=True)
         return None
     if worst < MIN_COSINE:
         log.warning("query encoder: ONNX disagrees with PyTorch (cosine %.6f); using PyTorch", worst)
         return None
+    with contextlib.suppress(OSError):  # a read-only cache (an app replica) checks at every start
+        if not _was_checked(path, stamp):
+            write_atomically(_stamp_path(path), lambda fh: fh.write(stamp.encode()))
     return encoder
+
+
+def _stamp_path(path: Path) -> Path:
+    return path.with_name(path.name + ".checked")
+
+
+def _check_stamp(path: Path, runtime_version: str) -> str:
+    """What a check against PyTorch was made on: the graph file's bytes and both runtimes."""
+    import torch
+
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 20):
+            h.update(block)
+    return f"{h.hexdigest()} onnxruntime {runtime_version} torch {torch.__version__}"
+
+
+def _was_checked(path: Path, stamp: str) -> bool:
+    try:
+        return _stamp_path(path).read_text() == stamp
+    except OSError:
+        return False
 
 
 def _export(model: Any, path: Path) -> None:

