@@ -16,8 +16,8 @@ from typing import Any
 from llm.generator import Generator, Piece, Prompt, Source
 from rag.citations import check
 from rag.extractive import NO_ANSWER
-from rag.passages import Passage
 from rag.followup import Exchange, rewrite_query
+from rag.passages import Passage
 from rag.prompt import OVERHEAD_TOKENS, SOURCE_LABEL_TOKENS, TURN_TOKENS, build_prompt
 from rag.records import PAGE_SEPARATOR
 from rag.retrieval import Retriever, Scope

@@ -31,7 +31,8 @@ def entries(engine: Engine, user: str | None = None, since: datetime | None = No
 
 def answer_detail(answer: Any) -> dict[str, Any]:
     """What an answer showed: the question, every chunk and document given as a source."""
-    return {"question": answer.question, "backend": answer.backend,
+    return {"question": answer.question, "searched_for": getattr(answer, "search_query", "") or answer.question,
+            "backend": answer.backend,
             "chunks": sorted(c for src in answer.sources for c in src.passage.chunk_ids),
             "documents": sorted({src.passage.document_id for src in answer.sources}),
             "cited": [src.number for src in answer.sources if src.cited]}

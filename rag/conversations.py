@@ -3,6 +3,7 @@ and thumbs up/down with a comment on an answer."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -11,6 +12,7 @@ from sqlalchemy import Engine, delete, func, select, update
 
 from rag import schema as s
 from rag.errors import ConfigError, NotFoundError
+from rag.followup import Exchange
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,17 @@ class Message:
     content: str
     answer: dict[str, Any] | None
     rating: int | None  # latest feedback on this message, if any
+
+
+def exchanges(messages: Sequence[Message]) -> list[Exchange]:
+    """A conversation's questions with the answers that followed them, oldest first, as the
+    history of its next question; a question left without an answer (it failed) is left out."""
+    out = []
+    for asked, answered in zip(messages, messages[1:], strict=False):
+        if asked.role == "user" and answered.role == "assistant":
+            query = (answered.answer or {}).get("searched_for") or ""
+            out.append(Exchange(asked.content, answered.content, str(query)))
+    return out
 
 
 def _now() -> datetime:

@@ -86,6 +86,9 @@ def show_history(conversation_id: int) -> None:
             answer = m.answer or {}
             extractive = answer.get("extractive", False)
             st.markdown(render.escape_markdown(m.content) if extractive else render.model_answer(m.content))
+            searched = answer.get("searched_for")
+            if searched and searched != answer.get("question"):
+                st.caption(render.escape_markdown(f"searched for: {searched}"))
             if answer.get("reasoning"):
                 with st.expander("Reasoning", expanded=False):
                     st.markdown(render.escape_markdown(answer["reasoning"]))
@@ -95,18 +98,23 @@ def show_history(conversation_id: int) -> None:
 
 def answer_now(question: str, scope: Scope, level: str, who: Any) -> None:
     from rag.audit import answer_detail, record
+    from rag.conversations import exchanges
 
     chats = resources.conversations()
     if st.session_state.get("conversation") is None:
         st.session_state.conversation = chats.start(question, who.name)
     conversation = st.session_state.conversation
+    # The conversation shown is the context of the question: its earlier questions and answers.
+    history = exchanges(chats.messages(conversation)) if chats.owner(conversation) == who.name else []
     chats.add(conversation, "user", question)
     with st.chat_message("user"):
         st.markdown(render.escape_markdown(question))
     with st.chat_message("assistant"), resources.shown_errors():
         answerer = resources.answerer()
         with st.spinner("Searching the library…"):
-            draft = answerer.prepare(question, scope=scope, reasoning=level)
+            draft = answerer.prepare(question, history=history, scope=scope, reasoning=level)
+        if draft.search_query != draft.question:
+            st.caption(render.escape_markdown(f"searched for: {draft.search_query}"))
         collected = Collected()
         thinking = st.empty()
 

@@ -1,5 +1,5 @@
-"""`ragqa eval beir` and `ragqa eval qa`: retrieval and answer quality on judged data, each in a
-store of its own."""
+"""`ragqa eval beir`, `ragqa eval qa` and `ragqa eval followups`: retrieval and answer quality on
+judged data, each in a store of its own."""
 
 from __future__ import annotations
 
@@ -80,3 +80,33 @@ def eval_qa(
     if "unanswerable_questions" in result:
         typer.echo(f"  {result['unanswerable_questions']} questions about {result['held_out_documents']} documents "
                    f"left out: answer admitted missing {result['unanswerable_abstained']:.3f}")
+
+
+@eval_app.command("followups")
+@edge
+def eval_followups(
+    folder: Annotated[Path, typer.Argument(help="question_answer_pairs.txt (CMU format) and the articles.")],
+    work_dir: Annotated[Path | None, typer.Option(help="Keep the evaluation store here (re-runs reuse it).")] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="Only the first N follow-ups.")] = None,
+    holdout_every: Annotated[int, typer.Option(min=0, help="Report on every Nth article only (the rest, kept "
+                                               "for tuning the rule, under \"tuning\").")] = 0,
+    as_json: JsonOpt = False,
+) -> None:
+    """How often a follow-up that leaves its subject to an earlier turn finds the right article (success@5):
+    alone, with the conversation, and with the subject named."""
+    from ragqa import wiring
+    from ragqa.cli.progress import terminal_progress
+    from ragqa.eval.followups import eval_followups as run
+
+    wiring.offline()
+    progress = terminal_progress(not as_json)
+    with progress or contextlib.nullcontext():
+        result = run(folder, settings(), work_dir=work_dir, limit=limit, progress=progress,
+                     holdout_every=holdout_every)
+    if as_json:
+        _print_json(result)
+        return
+    held = f" on {result['held_out_articles']} held-out articles" if "held_out_articles" in result else ""
+    typer.echo(f"{result['questions']} follow-ups{held}, right article in the top 5 passages:")
+    typer.echo(f"  standalone {result['standalone']:.3f}  with the conversation {result['conversation']:.3f}  "
+               f"subject named {result['named']:.3f}  (gap recovered {result['recovered']:.2f})")

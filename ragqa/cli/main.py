@@ -254,6 +254,9 @@ def ask(
     collection: Annotated[list[str] | None, typer.Option(help="Only these collections (repeatable).")] = None,
     show_reasoning: Annotated[bool, typer.Option("--show-reasoning", help="Also print the model's reasoning.")] = False,
     user: Annotated[str | None, typer.Option(help="Ask as this account: only what it may read is searched.")] = None,
+    conversation: Annotated[int | None, typer.Option(
+        "--conversation", help="Continue this stored conversation of yours (see the Ask page): its earlier "
+        "questions and answers are the context, and the new ones are added to it.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Answer a question from the library, with checked citations."""
@@ -274,19 +277,40 @@ def ask(
     store = wiring.open_store(cfg)
     accounts = Accounts(store.engine)
     readable = accounts.readable(accounts.get(user)) if user else None
+    chats, history = _conversation(store, conversation, user or cli_user())
     answerer = wiring.answerer(cfg, wiring.retriever(cfg, store))
-    draft = answerer.prepare(question, scope=Scope(tuple(collection or ()), readable=readable), reasoning=level)
+    draft = answerer.prepare(question, history=history, scope=Scope(tuple(collection or ()), readable=readable),
+                             reasoning=level)
+    if not as_json and draft.search_query != draft.question:
+        typer.echo(f"searched for: {draft.search_query}\n")
     collected = Collected()
     for piece in answerer.stream(draft, collected):
         if not as_json and piece.channel == "final":
             typer.echo(piece.text, nl=False)
     answer = answerer.finish(draft, collected)
     record(store.engine, user or cli_user(), "ask", **answer_detail(answer))
+    if chats is not None and conversation is not None:
+        chats.add(conversation, "user", question.strip())
+        chats.add(conversation, "assistant", answer.text, answer.as_json())
     if as_json:
         _print_json(answer.as_json())
         return
     typer.echo()
     _print_answer_details(answer, show_reasoning)
+
+
+def _conversation(store: Any, conversation: int | None, who: str) -> tuple[Any, list[Any]]:
+    """The stored conversations and the earlier exchanges of `conversation`, which must be `who`'s
+    (the same message whether it is someone else's or missing: ids are not to be probed)."""
+    if conversation is None:
+        return None, []
+    from rag.conversations import Conversations, exchanges
+    from rag.errors import ConfigError
+
+    chats = Conversations(store.engine)
+    if chats.owner(conversation) != who:
+        raise ConfigError(f"no conversation {conversation} of {who}'s (see the Ask page's list)")
+    return chats, exchanges(chats.messages(conversation))
 
 
 def _print_answer_details(answer: Any, show_reasoning: bool) -> None:

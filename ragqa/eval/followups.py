@@ -50,8 +50,8 @@ def _subject_pattern(title: str) -> re.Pattern[str] | None:
     if not words:
         return None
     word = "(?:" + "|".join(re.escape(w) for w in sorted(words, key=len, reverse=True)) + ")"
-    return re.compile(rf"\b(?:the\s+)?(?:{word}(?:\.?\s+|\s*-\s*))*{word}(?P<plural>e?s)?(?P<own>'s?)?(?![\w'])",
-                      re.IGNORECASE)
+    run = rf"(?:{word}(?:\.?\s+|\s*-\s*))*{word}"  # "Abraham Lincoln", "Ulysses S. Grant"
+    return re.compile(rf"\b(?:(?:the|an?)\s+)?{run}(?P<plural>e?s)?(?P<own>'s?)?(?![\w'])", re.IGNORECASE)
 
 
 def names_subject(question: str, title: str) -> bool:
