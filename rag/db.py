@@ -17,17 +17,20 @@ if TYPE_CHECKING:
 
 def _sqlite_pragmas(dbapi_conn: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
     cur = dbapi_conn.cursor()
+    # First: the switch to WAL below needs a lock that another process starting at the same moment
+    # may hold, and without a busy timeout it fails at once ("database is locked").
+    cur.execute("PRAGMA busy_timeout=60000")
     cur.execute("PRAGMA foreign_keys=ON")  # ON DELETE CASCADE needs it, per connection
     cur.execute("PRAGMA journal_mode=WAL")  # readers keep reading while an ingest writes
     cur.execute("PRAGMA synchronous=FULL")
-    cur.execute("PRAGMA busy_timeout=60000")
     cur.close()
 
 
 def make_engine(url: str) -> Engine:
     try:
         if url.startswith("sqlite"):
-            engine = create_engine(url)
+            # The driver's own busy timeout (5 s by default) also guards what runs before the pragmas.
+            engine = create_engine(url, connect_args={"timeout": 60})
             event.listen(engine, "connect", _sqlite_pragmas)
         else:
             engine = create_engine(url, pool_pre_ping=True)
