@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+import time
 from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine, create_engine, event
@@ -9,6 +11,9 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from rag.errors import StoreError, one_line
 from rag.migrations import migrate
+
+#: How long opening a database waits out another process's lock before giving up.
+LOCK_WAIT_S = 60.0
 
 if TYPE_CHECKING:
     from sqlalchemy.engine.interfaces import DBAPIConnection
@@ -39,14 +44,28 @@ def make_engine(url: str) -> Engine:
     return engine
 
 
-def open_database(url: str) -> Engine:
+def open_database(url: str, lock_wait_s: float = LOCK_WAIT_S) -> Engine:
     """An engine on an up-to-date schema (pending migrations are applied here)."""
     engine = make_engine(url)
-    try:
-        migrate(engine)
-    except OperationalError as exc:
-        raise StoreError(f"cannot open database {safe_url(url)}: {one_line(exc.orig or exc)}") from None
-    return engine
+    deadline = time.monotonic() + lock_wait_s
+    while True:
+        try:
+            migrate(engine)
+            return engine
+        except OperationalError as exc:
+            if _locked(exc) and time.monotonic() < deadline:
+                # SQLite answers "locked" at once, without waiting, where waiting could deadlock:
+                # two processes switching a new file to WAL together, one of them must back off.
+                # Every migration step is its own transaction, so trying again is safe.
+                engine.dispose()
+                time.sleep(random.uniform(0.05, 0.25))
+                continue
+            raise StoreError(f"cannot open database {safe_url(url)}: {one_line(exc.orig or exc)}") from None
+
+
+def _locked(exc: OperationalError) -> bool:
+    text = str(exc.orig or exc).lower()
+    return "database is locked" in text or "database is busy" in text
 
 
 def safe_url(url: str) -> str:

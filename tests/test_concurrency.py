@@ -80,3 +80,32 @@ def test_processes_opening_a_new_database_at_once_migrate_it_once(settings: Sett
     with make_engine(database_url).connect() as conn:
         versions = conn.execute(select(schema_version.c.version)).scalars().all()
     assert sorted(versions) == list(range(1, LATEST + 1))
+
+
+def test_a_database_locked_at_opening_is_waited_for_then_reported(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """SQLite says "database is locked" at once where waiting could deadlock (two processes
+    switching a new file to WAL together): opening tries again, and gives up with one line."""
+    from sqlalchemy.exc import OperationalError
+
+    from rag import db
+    from rag.errors import StoreError
+
+    real, calls = db.migrate, []
+
+    def locked_twice(engine: object) -> list[int]:
+        calls.append(1)
+        if len(calls) <= 2:
+            raise OperationalError("PRAGMA journal_mode=WAL", {}, Exception("database is locked"))
+        return real(engine)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(db, "migrate", locked_twice)
+    url = f"sqlite:///{tmp_path / 'a.db'}"
+    assert db.open_database(url) is not None and len(calls) == 3
+
+    def always_locked(engine: object) -> list[int]:
+        raise OperationalError("BEGIN IMMEDIATE", {}, Exception("database is locked"))
+
+    monkeypatch.setattr(db, "migrate", always_locked)
+    with pytest.raises(StoreError, match="^cannot open database .*: database is locked$"):
+        db.open_database(url, lock_wait_s=0.3)
