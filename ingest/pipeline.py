@@ -51,7 +51,6 @@ class IngestSummary:
     failed: list[dict[str, str]] = field(default_factory=list)
     duplicates: list[dict[str, str]] = field(default_factory=list)
     warnings: list[dict[str, str]] = field(default_factory=list)
-    skipped: int = 0
     skipped_by_type: list[dict[str, str | int]] = field(default_factory=list)  # {"type", "count", "reason"}
     pages: int = 0
     chunks: int = 0
@@ -60,6 +59,11 @@ class IngestSummary:
     read_wait_seconds: float = 0.0  # main process idle, waiting for the reader process
     store_seconds: float = 0.0  # SQL + FAISS commits
     changes: list[dict[str, str]] = field(default_factory=list)  # {"path", "change"}: for the audit log
+
+    @property
+    def skipped(self) -> int:
+        """Files in folders that were not read."""
+        return sum(int(g["count"]) for g in self.skipped_by_type)
 
     def skipped_text(self) -> str:
         """What was skipped and why, by type, in one line ("" when nothing was)."""
@@ -98,7 +102,7 @@ def ingest(
     """Bring the collection up to date with the files under `paths`."""
     started = time.perf_counter()
     candidates, skipped = discover(paths)
-    summary = IngestSummary(skipped=len(skipped), skipped_by_type=group_skipped(skipped))
+    summary = IngestSummary(skipped_by_type=group_skipped(skipped))
     run_id = store.start_run(collection, [str(p) for p in paths])
     status = "interrupted"
     try:

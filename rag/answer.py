@@ -155,13 +155,18 @@ def source_of(number: int, p: Passage) -> Source:
     return Source(number, p.title, where, p.text)
 
 
+def _room(base: Prompt, generator: Generator) -> int:
+    """Tokens the window leaves beside `base` (instructions, its turns) and the answer's budget."""
+    used = generator.count_tokens(base.instructions) + sum(generator.count_tokens(m.text) for m in base.turns)
+    return generator.context_tokens - base.max_tokens - OVERHEAD_TOKENS - used
+
+
 def fit_history(base: Prompt, history: Sequence[Exchange], generator: Generator,
                 history_tokens: int) -> tuple[list[int], list[str]]:
     """Indexes of the most recent earlier exchanges that fit in `history_tokens` (and in what the
     window leaves beside the instructions, the current turn and the answer's budget: `base`), in
     order; the older ones are reported, as dropped passages are, never cut silently."""
-    room = generator.context_tokens - base.max_tokens - OVERHEAD_TOKENS
-    room -= generator.count_tokens(base.instructions) + sum(generator.count_tokens(m.text) for m in base.turns)
+    room = _room(base, generator)
     budget = min(history_tokens, room)
     used: list[int] = []
     for i in range(len(history) - 1, -1, -1):
@@ -180,8 +185,7 @@ def fit_sources(base: Prompt, found: list[Passage], generator: Generator) -> tup
     """The passages, best first, that fit in the generator's window beside the instructions and
     the answer's budget (`base`: the prompt without sources); the rest are reported, never cut
     silently."""
-    budget = generator.context_tokens - base.max_tokens - OVERHEAD_TOKENS
-    budget -= generator.count_tokens(base.instructions) + sum(generator.count_tokens(m.text) for m in base.turns)
+    budget = _room(base, generator)
     kept, dropped = [], []
     for p in found:
         cost = generator.count_tokens(p.text) + generator.count_tokens(p.title) + SOURCE_LABEL_TOKENS
