@@ -5,6 +5,13 @@ A backend receives a `Prompt` (instructions, the conversation as turns, the ques
 numbered sources, reasoning effort, today's date) and streams `Piece`s: text on the `final`
 channel is the answer, text on `analysis` is reasoning, never shown as the answer. What the
 prompt says is rag's policy (rag/prompt.py); this module only carries it.
+
+Tool use: a prompt may offer `tools`. A backend that can call them (`tools_capable`) may end its
+stream with one `ToolCall` instead of a final answer; the caller runs the tool and asks again with
+the round appended to `steps`, and so on until the model answers. Running tools (and deciding who
+may read what) is rag's business; a backend only renders the offer, the calls and the results in
+its own format (harmony for the native engine, `tools`/`tool_calls` for an OpenAI-compatible
+server) and parses the model's calls back.
 """
 
 from __future__ import annotations
@@ -12,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Protocol
+from typing import Any, Protocol
 
 ROLES = ("user", "assistant")
 
@@ -38,6 +45,36 @@ class Turn:
 
 
 @dataclass(frozen=True)
+class Tool:
+    """A tool offered to the model: its name within `Prompt.tool_namespace` (e.g. `search`), what it
+    does, and a JSON schema (an object) for its arguments."""
+
+    name: str
+    description: str
+    parameters: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """The model asked to run a tool; a stream ends after yielding one. `arguments` is the text the
+    model wrote, unparsed: it may be malformed JSON, and the tool name may be one never offered."""
+
+    name: str  # without the namespace
+    arguments: str
+    call_id: str  # the server's id, or one the backend made up (harmony has none)
+
+
+@dataclass(frozen=True)
+class ToolStep:
+    """One round of tool use inside the current answer: the reasoning that led to the call (kept
+    within the turn, as harmony keeps the analysis until the final answer), the call, its result."""
+
+    call: ToolCall
+    result: str  # what the tool returned, or an error message for a malformed or refused call
+    reasoning: str = ""
+
+
+@dataclass(frozen=True)
 class Prompt:
     instructions: str  # the developer message
     # The conversation as the model reads it; the last is the user's turn, which already holds
@@ -49,6 +86,12 @@ class Prompt:
     reasoning: str = "medium"  # low, medium, high
     today: date = field(default_factory=date.today)
     max_tokens: int = 1024
+    # Tools the model may call now (empty: answer directly), their namespace as the model sees it
+    # ("functions" for plain functions; "browser" for gpt-oss's built-in browsing tool shape), and
+    # the rounds of tool use so far in this answer, oldest first.
+    tools: tuple[Tool, ...] = ()
+    tool_namespace: str = "functions"
+    steps: tuple[ToolStep, ...] = ()
 
     def __post_init__(self) -> None:
         # Backends render the last message as the turn to answer: a prompt without one is a bug.
@@ -68,9 +111,12 @@ class Generator(Protocol):
     name: str
     #: True when the answer is built from the sources' own sentences (no language model).
     extractive: bool
+    #: True when `stream` renders `Prompt.tools` and may end with a `ToolCall`.
+    tools_capable: bool
 
-    def stream(self, prompt: Prompt) -> Iterator[Piece]:
-        """The answer as it is produced. Raises GeneratorError with a one-line reason."""
+    def stream(self, prompt: Prompt) -> Iterator[Piece | ToolCall]:
+        """The answer as it is produced; with tools offered, possibly ending in one ToolCall.
+        Raises GeneratorError with a one-line reason."""
         ...
 
     def check(self) -> str | None:
@@ -97,6 +143,7 @@ class FakeGenerator:
 
     name = "fake"
     extractive = False
+    tools_capable = False
 
     def __init__(self, context: int = 8192) -> None:
         self._context = context

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 class NativeGenerator:
     name = "native"
     extractive = False
+    tools_capable = False  # set by the tool-use work (harmony tool calls)
 
     def __init__(self, folder: Path, *, device: str = "auto", dtype: str = "auto", expert_cache_mb: float = 1024.0,
                  context: int = 8192, temperature: float = 1.0, top_p: float = 1.0, seed: int | None = None,

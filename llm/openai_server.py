@@ -32,6 +32,7 @@ def _dated(prompt: Prompt) -> str:
 class OpenAIGenerator:
     name = "openai"
     extractive = False
+    tools_capable = False  # set by the tool-use work (tools / tool_calls)
 
     def __init__(self, base_url: str, model: str, api_key: str | None = None, *, context: int = 8192,
                  max_context: int | None = None, timeout_s: float = 120.0, count_tokens: Any = None) -> None:

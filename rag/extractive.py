@@ -73,6 +73,7 @@ class ExtractiveGenerator:
 
     name = "extractive"
     extractive = True
+    tools_capable = False
 
     def __init__(self, embed: Callable[[list[str]], np.ndarray] | None = None, *, max_sentences: int = 3,
                  max_words: int = 120, min_score: float = MIN_SCORE, context: int = 32768) -> None:
