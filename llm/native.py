@@ -16,6 +16,7 @@ from llm.generator import Piece, Prompt, Turn
 
 if TYPE_CHECKING:
     from llm import harmony
+    from llm.engine import Sampling
 
 
 class NativeGenerator:
@@ -92,32 +93,39 @@ class NativeGenerator:
         from llm.engine import Sampling
         from llm.harmony_parser import Delta, StreamParser
 
+        tok = self.tokenizer()
+        ids = self.render(prompt)
+        budget = min(prompt.max_tokens, self._context - len(ids))
+        if budget < 1:
+            raise GeneratorError(f"the prompt ({len(ids)} tokens) leaves no room for an answer in "
+                                 f"{self._context} tokens")
+        params = Sampling(max_new_tokens=budget, temperature=self.temperature, top_p=self.top_p,
+                          stop_ids=tok.stop_ids)
+        parser = StreamParser(tok)
+        produced: list[int] = []
+        shown = False
+        for token in self._tokens(ids, params):
+            produced.append(token)
+            for event in parser.feed(token):
+                if isinstance(event, Delta) and event.text:
+                    shown = True
+                    yield Piece("analysis" if event.channel in ("analysis", "commentary") else "final",
+                                event.text)
+        if not shown and produced:
+            # The model did not follow the chat format (only a random test checkpoint does
+            # that): show what it said rather than nothing.
+            yield Piece("final", tok.decode([t for t in produced if t not in tok.special_ids]))
+
+    def _tokens(self, ids: list[int], params: Sampling) -> Iterator[int]:
+        """The token ids generated for one rendered prompt, as they come (the engine's business:
+        text, harmony and tools stay above this line)."""
         with self._lock:
-            engine, tok, rng = self._load()
-            ids = self.render(prompt)
-            budget = min(prompt.max_tokens, self._context - len(ids))
-            if budget < 1:
-                raise GeneratorError(f"the prompt ({len(ids)} tokens) leaves no room for an answer in "
-                                     f"{self._context} tokens")
-            params = Sampling(max_new_tokens=budget, temperature=self.temperature, top_p=self.top_p,
-                              stop_ids=tok.stop_ids)
-            parser = StreamParser(tok)
-            produced: list[int] = []
-            shown = False
+            engine, _, rng = self._load()
             for step in engine.stream([ids], params, rng):
                 token = step[0]
                 if token is None:
-                    break
-                produced.append(token)
-                for event in parser.feed(token):
-                    if isinstance(event, Delta) and event.text:
-                        shown = True
-                        yield Piece("analysis" if event.channel in ("analysis", "commentary") else "final",
-                                    event.text)
-            if not shown and produced:
-                # The model did not follow the chat format (only a random test checkpoint does
-                # that): show what it said rather than nothing.
-                yield Piece("final", tok.decode([t for t in produced if t not in tok.special_ids]))
+                    return
+                yield token
 
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer().text(text))
