@@ -1,5 +1,5 @@
 # syntax=docker/dockerfile:1
-# ragqa: the staff UI and the ingest command in one image. Build stage compiles what needs
+# ragqa: the staff UI, the HTTP API and the ingest command in one image. Build stage compiles what needs
 # compiling; the final stage runs as a non-root user and never reaches a model hub
 # (HF_HUB_OFFLINE): the embedding model is inside a wheel, gpt-oss is mounted. Its one build tool
 # is the C compiler for the engine's CPU decode kernel (llm/cpu_kernel.c), which is compiled for
@@ -23,10 +23,14 @@ COPY rag rag
 COPY llm llm
 COPY app app
 COPY ragqa ragqa
-RUN pip install . && pip uninstall -y pip setuptools
+# Optional extras, e.g. --build-arg RAGQA_EXTRAS=otlp for traces sent over OTLP (RAGQA_TRACES).
+ARG RAGQA_EXTRAS=
+RUN pip install ".${RAGQA_EXTRAS:+[$RAGQA_EXTRAS]}" && pip uninstall -y pip setuptools
 
 FROM python:${PYTHON}-slim-bookworm
-RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev \
+# tesseract-ocr with its English data: OCR of scans and images (ingest/ocr.py reads the data
+# through tesserocr); other languages: add tesseract-ocr-LANG here and set RAGQA_OCR_LANGUAGES.
+RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev tesseract-ocr tesseract-ocr-eng \
     && rm -rf /var/lib/apt/lists/*
 RUN useradd --create-home --uid 10001 --shell /usr/sbin/nologin ragqa \
     && mkdir -p /data /inbox && chown ragqa:ragqa /data
@@ -39,7 +43,8 @@ ENV PATH=/opt/ragqa/bin:$PATH \
 USER ragqa
 WORKDIR /data
 VOLUME ["/data"]
-EXPOSE 8501
+# 8501: the staff UI (`ragqa ui`); 8000: the HTTP API (`ragqa serve`, its own healthcheck in compose).
+EXPOSE 8501 8000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
     CMD ["python", "-c", "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:8501/_stcore/health', timeout=4).read() != b'ok')"]
 # The same console script users run: `ragqa ui`, `ragqa ingest`, `ragqa check`...

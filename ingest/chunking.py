@@ -23,8 +23,12 @@ from dataclasses import dataclass
 from rag.records import PAGE_SEPARATOR, Chunk
 
 # Boundary strength: a cut *before* the match start (headings) or *after* the match end (others).
+#: A blank line before a Markdown table (a row, then the `|---|` rule): a table, or each header-led
+#: piece of a long one (ingest.tables.repeat_headers), starts a chunk of its own, so every chunk
+#: holding table rows holds the header that names their columns.
+_TABLE_START = r"\n[ \t]*\n(?=\|[^\n]*\|[ \t]*\n\|(?:[ \t]*:?-+:?[ \t]*\|)+[ \t]*(?:\n|$))"
 _LEVELS: list[tuple[int, re.Pattern[str]]] = [
-    (4, re.compile(re.escape(PAGE_SEPARATOR))),  # page breaks
+    (4, re.compile(re.escape(PAGE_SEPARATOR) + "|" + _TABLE_START)),  # page breaks, tables
     (3, re.compile(r"\n(?=#{1,6} )")),  # Markdown section headings
     (2, re.compile(r"\n[ \t]*\n")),  # paragraphs (and bigger gaps)
     # Sentence ends, and lines that start a list item, a table row or a quote.
@@ -36,7 +40,7 @@ _LEVELS: list[tuple[int, re.Pattern[str]]] = [
 _FINE_DEPTH = 4
 #: Part of each document's recorded chunking recipe: a change to the rules above re-chunks stored
 #: documents at their next ingest, as a change of chunk size does.
-RULES_VERSION = "sentences across line breaks"
+RULES_VERSION = "sentences across line breaks, tables with headers"
 
 
 def join_pages(pages: Sequence[str]) -> tuple[str, list[int]]:

@@ -35,8 +35,9 @@ class Skipped:
     reason: str
 
 
-def discover(paths: list[Path]) -> tuple[list[Candidate], list[Skipped]]:
-    """Files to consider, in a stable order, and the files in folders that were skipped."""
+def discover(paths: list[Path], ocr: bool = True) -> tuple[list[Candidate], list[Skipped]]:
+    """Files to consider, in a stable order, and the files in folders that were skipped
+    (`ocr`: whether images are read)."""
     out: list[Candidate] = []
     seen: set[Path] = set()
     skipped: list[Skipped] = []
@@ -54,7 +55,7 @@ def discover(paths: list[Path]) -> tuple[list[Candidate], list[Skipped]]:
             for name in sorted(filenames):
                 path = Path(dirpath, name)
                 kind = doc_type_of(path)
-                reason = skip_reason(path) or (None if path.is_file() else "not a regular file")
+                reason = skip_reason(path, ocr) or (None if path.is_file() else "not a regular file")
                 if reason is not None or kind is None:
                     skipped.append(Skipped(path, reason or "not a supported type"))
                     continue

@@ -7,15 +7,18 @@ import io
 import logging
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ingest.tables import markdown_table, may_hold_table, pdf_table_pages, set_apart
 from ingest.titles import choose_title, first_line
 from rag.errors import LoadError, one_line
 
 if TYPE_CHECKING:
-    from pypdf import PasswordType, PdfReader
+    from pypdf import PageObject, PasswordType, PdfReader
+
+    from ingest.ocr import OcrPage
 
 _SNIFF = 8192
 _PREFERRED = ("utf_8", "cp1252", "latin_1", "iso8859_15")
@@ -28,18 +31,71 @@ class LoadedFile:
     paginated: bool
     warnings: tuple[str, ...] = ()
     heading: str = ""  # the document's first heading, where the format marks one
+    ocr: dict[int, OcrPage] = field(default_factory=dict)  # 1-based page number -> how OCR read it
 
 
-def load_file(path: Path, doc_type: str, passwords: list[str]) -> LoadedFile:
+@dataclass(frozen=True)
+class ReadOptions:
+    """What the settings say about reading (RAGQA_OCR, RAGQA_OCR_LANGUAGES)."""
+
+    ocr: bool = True
+    ocr_languages: str = "eng"
+
+
+def load_file(path: Path, doc_type: str, passwords: list[str], options: ReadOptions | None = None) -> LoadedFile:
+    options = options or ReadOptions()
     data = path.read_bytes()
     if not data.strip():
         raise LoadError("empty file")
-    loaded = _READERS[doc_type](data, passwords) if doc_type == "pdf" else _READERS[doc_type](data)
+    if doc_type == "pdf":
+        loaded = read_pdf(data, passwords, options)
+    elif doc_type == "image":
+        loaded = read_image(data, options)
+    else:
+        loaded = _READERS[doc_type](data)
     if not any(p.strip() for p in loaded.pages):
-        raise LoadError("no extractable text" + (" (a scanned PDF needs OCR first)" if doc_type == "pdf" else ""))
+        raise LoadError(_no_text_reason(doc_type, options, loaded.warnings))
     heading = loaded.heading or next((h for h in map(first_line, loaded.pages) if h), "")
+    if doc_type in ("csv", "xlsx"):  # a header row or a sheet's name is not a title: the file's name is
+        heading = ""
     return LoadedFile(choose_title(loaded.title, heading, path.name), loaded.pages, loaded.paginated,
-                      loaded.warnings)
+                      loaded.warnings, ocr=loaded.ocr)
+
+
+def _no_text_reason(doc_type: str, options: ReadOptions, warnings: tuple[str, ...]) -> str:
+    if warnings:  # what went wrong on the pages says more than "no text"
+        return "no extractable text: " + "; ".join(warnings[:3])
+    if doc_type == "pdf":
+        return "no extractable text" + (" (OCR found none either)" if options.ocr else
+                                        " (a scanned PDF needs OCR: RAGQA_OCR is off)")
+    if doc_type == "image":
+        return "no text found by OCR"
+    return "no extractable text"
+
+
+# ---- images --------------------------------------------------------------------------------
+def read_image(data: bytes, options: ReadOptions) -> LoadedFile:
+    if not options.ocr:
+        raise LoadError("an image needs OCR: RAGQA_OCR is off")
+    from ingest.scans import read_image as ocr_image_file
+
+    scan = ocr_image_file(data, options.ocr_languages)
+    return LoadedFile("", scan.pages, paginated=True, warnings=tuple(scan.warnings), ocr=scan.ocr)
+
+
+# ---- spreadsheets --------------------------------------------------------------------------
+def read_csv(data: bytes) -> LoadedFile:
+    from ingest.sheets import read_csv as csv_pages
+
+    pages, warnings = csv_pages(_normalise_newlines(decode_text(data)))
+    return LoadedFile("", pages, paginated=False, warnings=tuple(warnings))
+
+
+def read_xlsx(data: bytes) -> LoadedFile:
+    from ingest.sheets import read_xlsx as sheet_pages
+
+    title, pages, warnings = sheet_pages(data)
+    return LoadedFile(title, pages, paginated=True, warnings=tuple(warnings))
 
 
 # ---- text ----------------------------------------------------------------------------------
@@ -110,7 +166,8 @@ def read_html(data: bytes) -> LoadedFile:
         text = trafilatura.html2txt(html)
     meta = trafilatura.extract_metadata(html)
     title = (meta.title if meta and meta.title else "") or ""
-    return LoadedFile(title, [_normalise_newlines(text or "")], paginated=False)
+    # trafilatura writes tables as Markdown tables; set them apart as paragraphs of their own.
+    return LoadedFile(title, [set_apart(_normalise_newlines(text or ""))], paginated=False)
 
 
 # ---- DOCX ----------------------------------------------------------------------------------
@@ -143,16 +200,17 @@ def _read_docx(data: bytes) -> LoadedFile:
             if text:
                 parts.append(text)
         elif isinstance(block, Table):
-            rows = [" | ".join(c.text.strip() for c in row.cells) for row in block.rows]
-            parts.append("\n".join(rows))
+            table = markdown_table([c.text for c in row.cells] for row in block.rows)
+            if table:
+                parts.append(table)
     return LoadedFile(document.core_properties.title or "", ["\n\n".join(parts)], paginated=False,
                       heading=first_heading)
 
 
 # ---- PDF -----------------------------------------------------------------------------------
-def read_pdf(data: bytes, passwords: list[str]) -> LoadedFile:
+def read_pdf(data: bytes, passwords: list[str], options: ReadOptions | None = None) -> LoadedFile:
     try:
-        return _read_pdf(data, passwords)
+        return _read_pdf(data, passwords, options or ReadOptions())
     except LoadError:
         raise
     except NotImplementedError as exc:  # pypdf's word for an encryption scheme it lacks
@@ -161,7 +219,7 @@ def read_pdf(data: bytes, passwords: list[str]) -> LoadedFile:
         raise LoadError(f"damaged PDF: {type(exc).__name__}: {one_line(exc)}") from None
 
 
-def _read_pdf(data: bytes, passwords: list[str]) -> LoadedFile:
+def _read_pdf(data: bytes, passwords: list[str], options: ReadOptions) -> LoadedFile:
     from pypdf import PasswordType, PdfReader
     from pypdf.errors import FileNotDecryptedError, PdfReadError
 
@@ -181,14 +239,36 @@ def _read_pdf(data: bytes, passwords: list[str]) -> LoadedFile:
         raise LoadError("PDF has no pages")
     pages: list[str] = []
     unreadable = 0
-    for page in reader.pages:
+    ruled: list[int] = []  # pages that draw a grid: pdfplumber looks for tables on these only
+    for i, page in enumerate(reader.pages):
         try:
             pages.append(_normalise_newlines(page.extract_text() or ""))
         except Exception:  # noqa: BLE001 - a damaged page must not cost the others
             pages.append("")
             unreadable += 1
-    warnings = (f"{unreadable} of {n_pages} pages could not be read",) if unreadable else ()
-    return LoadedFile(_pdf_title(reader), pages, paginated=True, warnings=warnings)
+        if pages[-1].strip() and _draws_lines(page):
+            ruled.append(i)
+    warnings = [f"{unreadable} of {n_pages} pages could not be read"] if unreadable else []
+    if ruled:
+        for i, text in pdf_table_pages(data, passwords, ruled).items():
+            pages[i] = _normalise_newlines(text)
+    ocr: dict[int, OcrPage] = {}
+    if options.ocr:
+        from ingest.scans import ocr_pdf_pages
+
+        scan = ocr_pdf_pages(data, passwords, pages, options.ocr_languages)
+        if scan.ocr:
+            warnings = [w for w in warnings if "could not be read" not in w]  # OCR read them
+        pages, ocr, warnings = [_normalise_newlines(p) for p in scan.pages], scan.ocr, warnings + scan.warnings
+    return LoadedFile(_pdf_title(reader), pages, paginated=True, warnings=tuple(warnings), ocr=ocr)
+
+
+def _draws_lines(page: PageObject) -> bool:
+    try:
+        contents = page.get_contents()
+        return contents is not None and may_hold_table(contents.get_data())
+    except Exception:  # noqa: BLE001 - a damaged content stream holds no table we could read
+        return False
 
 
 def _decrypt(reader: PdfReader, passwords: list[str], password_type: type[PasswordType]) -> None:
@@ -211,4 +291,5 @@ def _pdf_title(reader: PdfReader) -> str:
 
 
 _READERS: dict[str, Callable[..., LoadedFile]] = {
-    "text": read_text, "markdown": read_markdown, "html": read_html, "docx": read_docx, "pdf": read_pdf}
+    "text": read_text, "markdown": read_markdown, "html": read_html, "docx": read_docx, "csv": read_csv,
+    "xlsx": read_xlsx}

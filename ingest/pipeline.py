@@ -101,7 +101,7 @@ def ingest(
 ) -> IngestSummary:
     """Bring the collection up to date with the files under `paths`."""
     started = time.perf_counter()
-    candidates, skipped = discover(paths)
+    candidates, skipped = discover(paths, ocr=settings.ocr != "off")
     summary = IngestSummary(skipped_by_type=group_skipped(skipped))
     run_id = store.start_run(collection, [str(p) for p in paths])
     status = "interrupted"
@@ -173,7 +173,8 @@ class _Job:
             max_tokens, overlap, window = self.chunk_sizes()
             self._reader = FileReader(ReaderConfig(
                 tokenizer_json=self.ref.tokenizer_json(), max_tokens=max_tokens, overlap=overlap, window_tokens=window,
-                timeout_s=self.settings.file_timeout_s, memory_mb=self.settings.loader_memory_mb))
+                timeout_s=self.settings.file_timeout_s, memory_mb=self.settings.loader_memory_mb,
+                ocr=self.settings.ocr != "off", ocr_languages=self.settings.ocr_languages))
         return self._reader
 
     def reembed_if_model_changed(self) -> None:

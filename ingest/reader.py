@@ -28,6 +28,8 @@ class ReaderConfig:
     window_tokens: int
     timeout_s: float
     memory_mb: int
+    ocr: bool = True  # RAGQA_OCR: pages without text and image files are read by OCR
+    ocr_languages: str = "eng"
 
 
 def _init_worker(config: ReaderConfig) -> None:
@@ -36,15 +38,19 @@ def _init_worker(config: ReaderConfig) -> None:
     limit = config.memory_mb * 1024 * 1024
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     _worker["chunker"] = Chunker(config.tokenizer_json, config.max_tokens, config.overlap, config.window_tokens)
+    from ingest.loaders import ReadOptions
+
+    _worker["options"] = ReadOptions(config.ocr, config.ocr_languages)
 
 
-def read_and_chunk(path: str, doc_type: str, passwords: list[str], chunker: Any = None) -> DocumentContent:
+def read_and_chunk(path: str, doc_type: str, passwords: list[str], chunker: Any = None,
+                   options: Any = None) -> DocumentContent:
     """Load one file and cut it into chunks. Raises LoadError with a one-line reason."""
     from ingest.loaders import load_file
 
     chunker = chunker or _worker["chunker"]
     try:
-        loaded = load_file(Path(path), doc_type, passwords)
+        loaded = load_file(Path(path), doc_type, passwords, options or _worker.get("options"))
     except LoadError:
         raise
     except MemoryError:
@@ -53,10 +59,22 @@ def read_and_chunk(path: str, doc_type: str, passwords: list[str], chunker: Any 
         raise LoadError(f"damaged {doc_type} file: structure nested too deeply") from None
     except Exception as exc:  # noqa: BLE001 - a parser's own bug on a broken file: report, go on
         raise LoadError(f"unreadable {doc_type} file ({type(exc).__name__}: {one_line(exc, 160)})") from None
-    chunks = chunker.chunk(loaded.pages)
+    pages = _tables_with_headers(loaded.pages, set(loaded.ocr), chunker)
+    chunks = chunker.chunk(pages)
     if not chunks:
         raise LoadError("no extractable text")
-    return DocumentContent(loaded.title, loaded.pages, loaded.paginated, chunks, list(loaded.warnings))
+    return DocumentContent(loaded.title, pages, loaded.paginated, chunks, list(loaded.warnings), dict(loaded.ocr))
+
+
+def _tables_with_headers(pages: list[str], ocr_pages: set[int], chunker: Any) -> list[str]:
+    """Long Markdown tables cut into pieces of at most a chunk that each repeat the header row;
+    the chunker starts a chunk at every table (piece), so no chunk holds rows without their
+    header. OCR'd pages are left as read: their word boxes point into that text."""
+    from ingest.tables import has_table, repeat_headers
+
+    budget = max(16, chunker.max_tokens - 4)
+    return [p if n in ocr_pages or not has_table(p) else repeat_headers(p, chunker.count_tokens, budget)
+            for n, p in enumerate(pages, 1)]
 
 
 class FileReader:

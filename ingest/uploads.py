@@ -27,11 +27,21 @@ def safe_name(name: str) -> str:
 
 
 _KIND_OF_SUFFIX = {".pdf": "pdf", ".docx": "docx", ".html": "text", ".htm": "text", ".txt": "text", ".md": "text",
-                   ".markdown": "text"}
+                   ".markdown": "text", ".csv": "text", ".tsv": "text", ".xlsx": "xlsx", ".xlsm": "xlsx",
+                   **{ext: "image" for ext in (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp")}}
+
+
+def _is_image(data: bytes) -> bool:
+    """PNG, JPEG, TIFF, GIF, WebP, or a BMP whose header states its own size."""
+    if data.startswith((b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"II*\x00", b"MM\x00*", b"GIF87a", b"GIF89a")):
+        return True
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return True
+    return data[:2] == b"BM" and len(data) >= 26 and int.from_bytes(data[2:6], "little") == len(data)
 
 
 def sniff(data: bytes) -> str:
-    """What the bytes are, whatever the name says: pdf, docx, text, or binary."""
+    """What the bytes are, whatever the name says: pdf, docx, xlsx, image, text, or binary."""
     import io
     import zipfile
 
@@ -40,9 +50,12 @@ def sniff(data: bytes) -> str:
     if data[:4] == b"PK\x03\x04":
         try:
             with zipfile.ZipFile(io.BytesIO(data)) as z:
-                return "docx" if "word/document.xml" in z.namelist() else "binary"
+                names = set(z.namelist())
+                return "docx" if "word/document.xml" in names else "xlsx" if "xl/workbook.xml" in names else "binary"
         except zipfile.BadZipFile:
             return "binary"
+    if _is_image(data):
+        return "image"
     head = data[:8192]
     if b"\x00" in head and not (head.startswith((b"\xff\xfe", b"\xfe\xff"))):  # UTF-16 has NULs
         return "binary"
@@ -58,11 +71,11 @@ def check_upload(name: str, data: bytes, max_bytes: int) -> None:
     expected = _KIND_OF_SUFFIX.get(suffix)
     if expected is None:
         raise LoadError(f"{shown}: {suffix or 'no extension'} files are not supported "
-                        "(PDF, DOCX, HTML, Markdown, text)")
+                        "(PDF, DOCX, HTML, Markdown, text, CSV, XLSX, PNG, JPEG, TIFF)")
     actual = sniff(data)
     if actual != expected:
-        raise LoadError(f"{shown}: the content is {'a ' + actual.upper() if actual in ('pdf', 'docx') else actual}, "
-                        f"not what a {suffix} file holds")
+        what = {"pdf": "a PDF", "docx": "a DOCX", "xlsx": "an XLSX", "image": "an image"}.get(actual, actual)
+        raise LoadError(f"{shown}: the content is {what}, not what a {suffix} file holds")
 
 
 def save_upload(folder: Path, name: str, data: bytes, max_bytes: int) -> Path:

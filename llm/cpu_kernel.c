@@ -179,3 +179,271 @@ int moe_one_token(const float *x, int hidden, int inter, int k, const int64_t *e
     free(buf);
     return 0;
 }
+
+/* ---- several tokens at once (continuous batching, short prefill chunks) --------------------
+ * Each chosen expert is read once for all the tokens routed to it: its 128-value chunks are
+ * decoded (FP4 lookup) into registers and multiplied with every token's activations before the
+ * next chunk is read; each group's sum is then scaled by its exact power of two, as in row_dot.
+ * Sums therefore differ from float32 matrix products on the decoded weights only in order. */
+#define TILE 8  /* tokens per pass over a row: their accumulators stay in registers */
+
+#if defined(__AVX512F__)
+static inline __attribute__((always_inline)) void rows_tile(
+        const uint8_t *b, const uint8_t *s, const float *const *xs, int nt_const, int groups, float *sums) {
+    const __m512 table = _mm512_loadu_ps(FP4);
+    const __m512i group_shift = _mm512_set_epi32(24, 24, 24, 24, 16, 16, 16, 16, 8, 8, 8, 8, 0, 0, 0, 0);
+    const __m512i byte = _mm512_set1_epi32(0xFF), subnormal = _mm512_set1_epi32(1 << 22);
+    __m512 acc[TILE];
+    for (int t = 0; t < nt_const; t++) acc[t] = _mm512_setzero_ps();
+    int g = 0;
+    for (; g + 4 <= groups; g += 4) {
+        __m512i raw = _mm512_loadu_si512((const void *)(b + g * 16));
+        uint32_t four;
+        memcpy(&four, s + g, 4);
+        __m512i e = _mm512_and_si512(_mm512_srlv_epi32(_mm512_set1_epi32((int)four), group_shift), byte);
+        __m512i bits = _mm512_slli_epi32(e, 23);
+        bits = _mm512_mask_mov_epi32(bits, _mm512_cmpeq_epi32_mask(e, _mm512_setzero_si512()), subnormal);
+        __m512 part[TILE];
+        for (int t = 0; t < nt_const; t++) part[t] = _mm512_setzero_ps();
+        for (int k = 0; k < 8; k++) {
+            __m512 w = _mm512_permutexvar_ps(_mm512_srli_epi32(raw, 4 * k), table);
+            for (int t = 0; t < nt_const; t++)
+                part[t] = _mm512_fmadd_ps(w, _mm512_loadu_ps(xs[t] + g * 32 + 16 * k), part[t]);
+        }
+        /* each lane's sum belongs to one group: scaled by its power of two once (exact) */
+        __m512 scale = _mm512_castsi512_ps(bits);
+        for (int t = 0; t < nt_const; t++) acc[t] = _mm512_fmadd_ps(part[t], scale, acc[t]);
+    }
+    for (int t = 0; t < nt_const; t++) {
+        float sum = _mm512_reduce_add_ps(acc[t]);
+        for (int gg = g; gg < groups; gg++) {  /* the tail, natural order, as row_dot */
+            float part = 0.0f;
+            const float *xg = xs[t] + gg * 32;
+            for (int j = 0; j < 16; j++) {
+                uint8_t v = b[gg * 16 + j];
+                part += FP4[v & 15] * xg[2 * j] + FP4[v >> 4] * xg[2 * j + 1];
+            }
+            sum += part * pow2_e8m0(s[gg]);
+        }
+        sums[t] = sum;
+    }
+}
+
+/* One row against nt (<= TILE) tokens; the constant cases let the compiler keep acc in registers. */
+static void row_tokens(const uint8_t *b, const uint8_t *s, const float *const *xs, int nt, int groups, float *sums) {
+    switch (nt) {
+        case 1: rows_tile(b, s, xs, 1, groups, sums); break;
+        case 2: rows_tile(b, s, xs, 2, groups, sums); break;
+        case 3: rows_tile(b, s, xs, 3, groups, sums); break;
+        case 4: rows_tile(b, s, xs, 4, groups, sums); break;
+        case 5: rows_tile(b, s, xs, 5, groups, sums); break;
+        case 6: rows_tile(b, s, xs, 6, groups, sums); break;
+        case 7: rows_tile(b, s, xs, 7, groups, sums); break;
+        default: rows_tile(b, s, xs, 8, groups, sums); break;
+    }
+}
+#else
+static void row_tokens(const uint8_t *b, const uint8_t *s, const float *const *xs, int nt, int groups, float *sums) {
+    for (int t = 0; t < nt; t++) sums[t] = row_dot(b, s, xs[t], groups);
+}
+#endif
+
+/* Y[t, o] = bias[o] + sum_i W[o, i] X_t[i] for the n tokens whose permuted activations are xs[t]
+ * (one thread: the batch kernel shares out whole experts, not rows). */
+static void gemm_mxfp4(const uint8_t *blocks, const uint8_t *scales, const float *bias, const float *const *xs,
+                       int n, int rows, int groups, float *y, int ldy) {
+    for (int o = 0; o < rows; o++) {
+        const uint8_t *b = blocks + (size_t)o * groups * 16, *s = scales + (size_t)o * groups;
+        for (int t0 = 0; t0 < n; t0 += TILE) {
+            int nt = n - t0 < TILE ? n - t0 : TILE;
+            float sums[TILE];
+            row_tokens(b, s, xs + t0, nt, groups, sums);
+            for (int t = 0; t < nt; t++) y[(size_t)(t0 + t) * ldy + o] = sums[t] + bias[o];
+        }
+    }
+}
+
+/* One expert for its m tokens (pairs[j]: token * k + slot): gate_up, clamped swiglu, down; each
+ * token's result goes to ys[pair] (hidden floats). scratch: m * (3 * inter + hidden) floats, xs/as: m. */
+static void expert_tokens(int e, const int *pairs, int m, int k, int hidden, int inter, const float *xp,
+                          const uint8_t *gu_blocks, const uint8_t *gu_scales, const float *gu_bias,
+                          const uint8_t *dn_blocks, const uint8_t *dn_scales, const float *dn_bias,
+                          float limit, float alpha, float *scratch, const float **xs, const float **as, float *ys) {
+    int hidden_groups = hidden / 32, inter_groups = inter / 32;
+    size_t gu_rows = (size_t)2 * inter, dn_rows = (size_t)hidden;
+    float *gate_up = scratch, *ap = scratch + (size_t)m * gu_rows, act[inter];
+    for (int j = 0; j < m; j++) {
+        xs[j] = xp + (size_t)(pairs[j] / k) * hidden;
+        as[j] = ap + (size_t)j * inter;
+    }
+    gemm_mxfp4(gu_blocks + e * gu_rows * hidden_groups * 16, gu_scales + e * gu_rows * hidden_groups,
+               gu_bias + e * gu_rows, xs, m, (int)gu_rows, hidden_groups, gate_up, (int)gu_rows);
+    for (int j = 0; j < m; j++) {
+        const float *gu = gate_up + (size_t)j * gu_rows;
+        for (int i = 0; i < inter; i++) {  /* interleaved: even = gate, odd = linear */
+            float gate = fminf(gu[2 * i], limit);
+            float lin = fminf(fmaxf(gu[2 * i + 1], -limit), limit);
+            act[i] = (lin + 1.0f) * (gate / (1.0f + expf(-gate * alpha)));
+        }
+        permute_activations(act, inter, ap + (size_t)j * inter);
+    }
+    float *down = ap + (size_t)m * inter;
+    gemm_mxfp4(dn_blocks + e * dn_rows * inter_groups * 16, dn_scales + e * dn_rows * inter_groups,
+               dn_bias + e * dn_rows, as, m, (int)dn_rows, inter_groups, down, (int)dn_rows);
+    for (int j = 0; j < m; j++)  /* each (token, slot) result apart, summed in order later */
+        memcpy(ys + (size_t)pairs[j] * hidden, down + (size_t)j * hidden, sizeof(float) * hidden);
+}
+
+/* x [n, hidden] -> out [n, hidden] (zeroed by the caller) += for each token, over its k experts
+ * in ascending expert order (as the reference sums), weight * expert(x). experts, weights [n, k].
+ * Tokens are grouped by expert, so each chosen expert's weights are read once per call. Threads
+ * take whole experts (few synchronisations: a shared CPU stalls a barrier), each token's k
+ * results are kept apart, then summed in ascending expert order.
+ * Returns 0, or -1 if scratch memory could not be allocated. */
+int moe_batch(const float *x, int n, int hidden, int inter, int k, int num_experts, const int64_t *experts,
+              const float *weights, const uint8_t *gu_blocks, const uint8_t *gu_scales, const float *gu_bias,
+              const uint8_t *dn_blocks, const uint8_t *dn_scales, const float *dn_bias,
+              float limit, float alpha, float *out) {
+    size_t nk = (size_t)n * k;
+    int *count = calloc((size_t)num_experts + 1, sizeof(int)), *pairs = malloc(sizeof(int) * nk);
+    int *fill = malloc(sizeof(int) * ((size_t)num_experts + 1));
+    float *xp = malloc(sizeof(float) * (size_t)n * hidden), *ys = malloc(sizeof(float) * nk * hidden);
+    int failed = !count || !pairs || !fill || !xp || !ys;
+    if (!failed) {
+        /* counting sort of (token, slot) pairs by expert: tokens ascending within each expert */
+        for (size_t i = 0; i < nk; i++) count[experts[i] + 1]++;
+        for (int e = 0; e < num_experts; e++) count[e + 1] += count[e];
+        memcpy(fill, count, sizeof(int) * (size_t)num_experts);
+        for (size_t i = 0; i < nk; i++) pairs[fill[experts[i]]++] = (int)i;
+#pragma omp parallel reduction(| : failed)
+        {
+            float *scratch = malloc(sizeof(float) * (size_t)n * (3 * inter + hidden));
+            const float **xs = malloc(sizeof(float *) * (size_t)n), **as = malloc(sizeof(float *) * (size_t)n);
+            if (!scratch || !xs || !as) failed = 1;
+#pragma omp for schedule(static)
+            for (int t = 0; t < n; t++) permute_activations(x + (size_t)t * hidden, hidden, xp + (size_t)t * hidden);
+#pragma omp for schedule(dynamic)
+            for (int e = 0; e < num_experts; e++) {
+                int m = count[e + 1] - count[e];
+                if (m && scratch && xs && as)
+                    expert_tokens(e, pairs + count[e], m, k, hidden, inter, xp, gu_blocks, gu_scales, gu_bias,
+                                  dn_blocks, dn_scales, dn_bias, limit, alpha, scratch, xs, as, ys);
+            }
+#pragma omp for schedule(static)
+            for (int t = 0; t < n; t++) {
+                int order[k];  /* this token's slots by ascending expert (k is small) */
+                for (int j = 0; j < k; j++) {
+                    int at = j;
+                    while (at > 0 && experts[(size_t)t * k + order[at - 1]] > experts[(size_t)t * k + j]) {
+                        order[at] = order[at - 1];
+                        at--;
+                    }
+                    order[at] = j;
+                }
+                for (int j = 0; j < k; j++) {
+                    const float *y = ys + ((size_t)t * k + order[j]) * hidden;
+                    float w = weights[(size_t)t * k + order[j]];
+                    for (int i = 0; i < hidden; i++) out[(size_t)t * hidden + i] += w * y[i];
+                }
+            }
+            free(scratch); free(xs); free(as);
+        }
+    }
+    free(count); free(pairs); free(fill); free(xp); free(ys);
+    return failed ? -1 : 0;
+}
+
+/* ---- decode attention of a continuous batch -------------------------------------------------
+ * B sequences, one new token each, in their own slots of the cache: write each new key/value at
+ * its position (index p, or p % window on a sliding layer's ring), then attend to the keys it
+ * may see (indices 0..min(p, window - 1): the ring's order does not matter, keys carry rotary),
+ * with the sink logit in the softmax's denominator (it carries no value), as model.Attention. */
+#if defined(__AVX512F__)
+/* e^x for x <= 0 (scores minus their max): 2^n * p(r), |r| <= ln2/2, degree-6 Taylor (about
+ * 1 ulp); _mm512_scalef_ps applies 2^n, underflowing to 0 smoothly. */
+static inline __m512 exp_neg512(__m512 x) {
+    x = _mm512_max_ps(x, _mm512_set1_ps(-104.0f));
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+    __m512 p = _mm512_set1_ps(1.0f / 720);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    return _mm512_scalef_ps(p, n);
+}
+#endif
+
+/* row[j] = e^(row[j] - max) for j < n; returns their sum. */
+static float exp_row(float *row, int n, float max) {
+    int j = 0;
+    float sum = 0.0f;
+#if defined(__AVX512F__)
+    __m512 acc = _mm512_setzero_ps(), m = _mm512_set1_ps(max);
+    for (; j + 16 <= n; j += 16) {
+        __m512 e = exp_neg512(_mm512_sub_ps(_mm512_loadu_ps(row + j), m));
+        _mm512_storeu_ps(row + j, e);
+        acc = _mm512_add_ps(acc, e);
+    }
+    sum = _mm512_reduce_add_ps(acc);
+#endif
+    for (; j < n; j++) {
+        row[j] = expf(row[j] - max);
+        sum += row[j];
+    }
+    return sum;
+}
+
+/* q [B, H, D], k_new, v_new [B, KV, D]; k_buf, v_buf [slots, KV, cap, D]; slots, positions [B];
+ * window: the ring size of a sliding layer (cap == window), 0 for a full layer; sinks [H];
+ * out [B, H, D]. Returns 0, or -1 if scratch memory could not be allocated. */
+int attend_decode(const float *q, const float *k_new, const float *v_new, float *k_buf, float *v_buf, int cap,
+                  const int64_t *slots, const int64_t *positions, int b, int heads, int kv_heads, int d, int window,
+                  const float *sinks, float scale, float *out) {
+    int group = heads / kv_heads, failed = 0;
+    for (int i = 0; i < b; i++)
+        for (int h = 0; h < kv_heads; h++) {
+            int64_t index = window ? positions[i] % window : positions[i];
+            size_t at = (((size_t)slots[i] * kv_heads + h) * cap + index) * d;
+            memcpy(k_buf + at, k_new + ((size_t)i * kv_heads + h) * d, sizeof(float) * d);
+            memcpy(v_buf + at, v_new + ((size_t)i * kv_heads + h) * d, sizeof(float) * d);
+        }
+#pragma omp parallel for schedule(dynamic) reduction(| : failed)
+    for (int task = 0; task < b * kv_heads; task++) {
+        int i = task / kv_heads, h = task % kv_heads;
+        int seen = (int)(positions[i] + 1);
+        if (window && seen > window) seen = window;
+        const float *keys = k_buf + ((size_t)slots[i] * kv_heads + h) * cap * d;
+        const float *values = v_buf + ((size_t)slots[i] * kv_heads + h) * cap * d;
+        float *scores = malloc(sizeof(float) * (size_t)group * seen);
+        if (!scores) { failed = 1; continue; }
+        for (int g = 0; g < group; g++) {
+            int head = h * group + g;
+            const float *qg = q + ((size_t)i * heads + head) * d;
+            float *row = scores + (size_t)g * seen, max = sinks[head];
+            for (int j = 0; j < seen; j++) {
+                const float *kj = keys + (size_t)j * d;
+                float dot = 0.0f;
+#pragma omp simd reduction(+ : dot)
+                for (int c = 0; c < d; c++) dot += qg[c] * kj[c];
+                row[j] = dot * scale;
+                max = row[j] > max ? row[j] : max;
+            }
+            float total = exp_row(row, seen, max) + expf(sinks[head] - max);
+            float *o = out + ((size_t)i * heads + head) * d;
+            for (int c = 0; c < d; c++) o[c] = 0.0f;
+            for (int j = 0; j < seen; j++) {
+                const float *vj = values + (size_t)j * d;
+                float p = row[j] / total;
+#pragma omp simd
+                for (int c = 0; c < d; c++) o[c] += p * vj[c];
+            }
+        }
+        free(scores);
+    }
+    return failed ? -1 : 0;
+}

@@ -1,5 +1,5 @@
-"""The CPU decode kernel (cpu_kernel.c): one token through a layer's chosen experts, read
-straight from MXFP4.
+"""The CPU decode kernels (cpu_kernel.c): one token, or several tokens of a batch, through a
+layer's chosen experts, read straight from MXFP4.
 
 Why C: decoding one token on a CPU is bound by memory bandwidth, and a float32 copy of an expert
 is 7.5 times the bytes of its MXFP4 blocks and scales. PyTorch has no kernel that multiplies
@@ -31,6 +31,13 @@ _p = ctypes.c_void_p
 _ARGTYPES: list[type[ctypes.c_void_p | ctypes.c_int | ctypes.c_float]] = [
     _p, ctypes.c_int, ctypes.c_int, ctypes.c_int, _p, _p, _p, _p, _p, _p, _p, _p, ctypes.c_float, ctypes.c_float, _p]
 
+_i = ctypes.c_int
+_BATCH_ARGTYPES: list[type[ctypes.c_void_p | ctypes.c_int | ctypes.c_float]] = [
+    _p, _i, _i, _i, _i, _i, _p, _p, _p, _p, _p, _p, _p, _p, ctypes.c_float, ctypes.c_float, _p]
+
+_ATTEND_ARGTYPES: list[type[ctypes.c_void_p | ctypes.c_int | ctypes.c_float]] = [
+    _p, _p, _p, _p, _p, _i, _p, _p, _i, _i, _i, _i, _i, _p, ctypes.c_float, _p]
+
 
 @cache
 def load() -> ctypes.CDLL | None:
@@ -58,6 +65,10 @@ def build(march: str) -> ctypes.CDLL | None:
         shutil.rmtree(folder, ignore_errors=True)
     lib.moe_one_token.argtypes = _ARGTYPES
     lib.moe_one_token.restype = ctypes.c_int
+    lib.moe_batch.argtypes = _BATCH_ARGTYPES
+    lib.moe_batch.restype = ctypes.c_int
+    lib.attend_decode.argtypes = _ATTEND_ARGTYPES
+    lib.attend_decode.restype = ctypes.c_int
     return lib
 
 
@@ -96,6 +107,56 @@ def moe_one_token(lib: ctypes.CDLL, x: torch.Tensor, experts: torch.Tensor, weig
         x.data_ptr(), hidden, inter, experts.shape[0], experts.data_ptr(), weights.data_ptr(),
         gu_blocks.data_ptr(), gu_scales.data_ptr(), gu_bias.data_ptr(),
         dn_blocks.data_ptr(), dn_scales.data_ptr(), dn_bias.data_ptr(), limit, alpha, out.data_ptr())
+    if status != 0:
+        raise MemoryError("CPU kernel: no memory for its scratch buffers")
+    return out
+
+
+def moe_batch(lib: ctypes.CDLL, x: torch.Tensor, experts: torch.Tensor, weights: torch.Tensor,
+              tensors: tuple[torch.Tensor, ...], limit: float, alpha: float) -> torch.Tensor:
+    """x [N, hidden] float32, experts [N, K] int64 (any order), weights [N, K] float32 -> [N, hidden]:
+    each chosen expert read once for all the tokens routed to it (continuous batching).
+    tensors: the layer's expert tensors as `kernel_tensors` returns them."""
+    gu_blocks, gu_scales, gu_bias, dn_blocks, dn_scales, dn_bias = tensors
+    n, hidden = x.shape
+    inter, num_experts = dn_blocks.shape[2] * 32, gu_blocks.shape[0]
+    if hidden != gu_blocks.shape[2] * 32:  # C would read past the activations
+        raise ValueError(f"hidden size {hidden} does not match the experts' {gu_blocks.shape[2] * 32}")
+    assert x.dtype == torch.float32 and x.is_contiguous() and gu_bias.dtype == torch.float32
+    assert experts.dtype == torch.int64 and experts.is_contiguous() and experts.shape[0] == n
+    assert weights.dtype == torch.float32 and weights.is_contiguous() and weights.shape == experts.shape
+    if n and not 0 <= int(experts.min()) <= int(experts.max()) < num_experts:
+        raise ValueError(f"expert ids outside 0..{num_experts - 1}")
+    out = torch.zeros_like(x)
+    status = lib.moe_batch(
+        x.data_ptr(), n, hidden, inter, experts.shape[1], num_experts, experts.data_ptr(), weights.data_ptr(),
+        gu_blocks.data_ptr(), gu_scales.data_ptr(), gu_bias.data_ptr(),
+        dn_blocks.data_ptr(), dn_scales.data_ptr(), dn_bias.data_ptr(), limit, alpha, out.data_ptr())
+    if status != 0:
+        raise MemoryError("CPU kernel: no memory for its scratch buffers")
+    return out
+
+
+def attend_decode(lib: ctypes.CDLL, q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
+                  key_buffer: torch.Tensor, value_buffer: torch.Tensor, slots: torch.Tensor, positions: torch.Tensor,
+                  window: int | None, sinks: torch.Tensor, scale: float) -> torch.Tensor:
+    """Decode attention of B sequences, one new token each (continuous batching): q [B, H, D],
+    the new keys and values [B, KV, D] written into their slots of the buffers [slots, KV, cap, D]
+    at `positions` [B] (modulo the window on a sliding layer's ring), then attended with the
+    sinks [H] -> [B, H, D]. Same arithmetic as model.Attention, in another summation order."""
+    b, heads, d = q.shape
+    kv_heads, cap = key_buffer.shape[1], key_buffer.shape[2]
+    tensors = (q, keys, values, key_buffer, value_buffer, sinks)
+    assert all(t.dtype == torch.float32 and t.is_contiguous() for t in tensors)
+    assert slots.dtype == positions.dtype == torch.int64 and keys.shape == values.shape == (b, kv_heads, d)
+    assert value_buffer.shape == key_buffer.shape and key_buffer.shape[3] == d and sinks.shape == (heads,)
+    if b and (int(slots.max()) >= key_buffer.shape[0] or window is None and int(positions.max()) >= cap):
+        raise ValueError("a slot or position lies outside the cache's buffers")
+    out = torch.empty_like(q)
+    status = lib.attend_decode(q.data_ptr(), keys.data_ptr(), values.data_ptr(), key_buffer.data_ptr(),
+                               value_buffer.data_ptr(), cap, slots.contiguous().data_ptr(),
+                               positions.contiguous().data_ptr(), b, heads, kv_heads, d, window or 0,
+                               sinks.data_ptr(), scale, out.data_ptr())
     if status != 0:
         raise MemoryError("CPU kernel: no memory for its scratch buffers")
     return out

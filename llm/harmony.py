@@ -6,21 +6,44 @@ parsing generated ids back into messages, channel by channel, as they stream.
 Special-token ids come from the tokenizer (a small test tokenizer works as well as the 200k one).
 Text that merely *looks* like a special token (a document saying "<|start|>system") is encoded
 as ordinary text, never as a control token.
+
+Tools follow the published format (openai/harmony `docs/format.md` and its renderer): plain
+functions are declared in the developer message under `# Tools` / `## functions`; a built-in tool
+namespace such as `browser` (the browsing tool gpt-oss was trained with) in the system message,
+with its description as `//` lines above `namespace browser { ... }`. A call renders as
+`<|start|>assistant<|channel|>commentary to=functions.NAME <|constrain|>json<|message|>{args}<|call|>`
+(the browser's on the analysis channel), its result as
+`<|start|>functions.NAME to=assistant<|channel|>commentary<|message|>{result}<|end|>`.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
 from llm.errors import CheckpointError
+from llm.generator import Tool
+
+__all__ = ["BROWSER_DESCRIPTION", "HarmonyTokenizer", "Message", "Tool", "call_channel", "conversation",
+           "developer_content", "render", "system_content", "tools_section"]
 
 SPECIALS = ("start", "end", "message", "channel", "constrain", "return", "call")
 REASONING_LEVELS = ("low", "medium", "high")
 IDENTITY = "You are ChatGPT, a large language model trained by OpenAI."
+FUNCTIONS = "functions"
+#: The browsing tool's description as gpt-oss was trained with it (openai-harmony's
+#: `ToolNamespaceConfig.browser()`, the gpt-oss reference `SimpleBrowserTool.tool_config`); the
+#: sources line names our library instead of the web.
+BROWSER_DESCRIPTION = (
+    "Tool for browsing.\n"
+    "The `cursor` appears in brackets before each browsing display: `[{cursor}]`.\n"
+    "Cite information from the tool using the following format:\n"
+    "`【{cursor}†L{line_start}(-L{line_end})?】`, for example: `【6†L9-L11】` or `【8†L3】`.\n"
+    "Do not quote more than 10 words directly from the tool output.\n"
+    "sources=library")
 
 
 @dataclass(frozen=True)
@@ -30,13 +53,6 @@ class Message:
     channel: str | None = None  # analysis, commentary, final (assistant and tool messages)
     recipient: str | None = None  # a tool call's target (functions.search) or "assistant"
     content_type: str | None = None  # <|constrain|> type of a tool call's arguments, e.g. json
-
-
-@dataclass(frozen=True)
-class Tool:
-    name: str
-    description: str
-    parameters: dict[str, Any] = field(default_factory=dict)  # JSON schema of one object
 
 
 class HarmonyTokenizer:
@@ -93,56 +109,87 @@ class HarmonyTokenizer:
 
 # ---- building prompts -----------------------------------------------------------------------
 def system_content(today: date, reasoning: str = "medium", identity: str = IDENTITY,
-                   knowledge_cutoff: str = "2024-06", with_tools: bool = False) -> str:
+                   knowledge_cutoff: str = "2024-06", with_tools: bool = False, builtin_tools: str = "") -> str:
+    """`with_tools`: function tools are declared (in the developer message); `builtin_tools`: a
+    rendered `# Tools` section for a built-in namespace (browser), which lives here."""
     if reasoning not in REASONING_LEVELS:
         raise ValueError(f"reasoning must be one of {', '.join(REASONING_LEVELS)}")
-    lines = [identity, f"Knowledge cutoff: {knowledge_cutoff}", f"Current date: {today.isoformat()}", "",
-             f"Reasoning: {reasoning}", "",
-             "# Valid channels: analysis, commentary, final. Channel must be included for every message."]
+    sections = [f"{identity}\nKnowledge cutoff: {knowledge_cutoff}\nCurrent date: {today.isoformat()}",
+                f"Reasoning: {reasoning}"]
+    if builtin_tools:
+        sections.append(builtin_tools)
+    channels = "# Valid channels: analysis, commentary, final. Channel must be included for every message."
     if with_tools:
-        lines.append("Calls to these tools must go to the commentary channel: 'functions'.")
-    return "\n".join(lines)
+        channels += "\nCalls to these tools must go to the commentary channel: 'functions'."
+    return "\n\n".join([*sections, channels])
 
 
 def developer_content(instructions: str, tools: Sequence[Tool] = ()) -> str:
     parts = [f"# Instructions\n\n{instructions}"]
     if tools:
-        parts.append("# Tools\n\n## functions\n\nnamespace functions {\n\n"
-                     + "".join(_tool_type(t) for t in tools) + "} // namespace functions")
+        parts.append(tools_section(FUNCTIONS, tools))
     return "\n\n".join(parts)
 
 
-def _tool_type(tool: Tool) -> str:
-    props = tool.parameters.get("properties") or {}
-    if not props:
-        return f"// {tool.description}\ntype {tool.name} = () => any;\n\n"
-    required = set(tool.parameters.get("required") or [])
-    fields = []
-    for name, schema in props.items():
-        if schema.get("description"):
-            fields.append(f"// {schema['description']}")
-        optional = "" if name in required else "?"
-        default = f" // default: {schema['default']}" if "default" in schema else ""
-        fields.append(f"{name}{optional}: {_ts_type(schema)},{default}")
-    return f"// {tool.description}\ntype {tool.name} = (_: {{\n" + "\n".join(fields) + "\n}) => any;\n\n"
+def tools_section(namespace: str, tools: Sequence[Tool], description: str = "") -> str:
+    """`# Tools` with one namespace, laid out line for line as openai-harmony renders it."""
+    lines = [f"## {namespace}\n"]
+    lines += [f"// {line}" for line in description.splitlines()]
+    lines.append(f"namespace {namespace} {{\n")
+    for tool in tools:
+        lines += [f"// {line}" for line in tool.description.splitlines()]
+        if tool.parameters.get("properties"):
+            lines.append(f"type {tool.name} = (_: {_ts_type(tool.parameters, '')}) => any;\n")
+        else:
+            lines.append(f"type {tool.name} = () => any;\n")
+    lines.append(f"}} // namespace {namespace}")
+    return "# Tools\n\n" + "\n".join(lines)
 
 
-def _ts_type(schema: dict[str, Any]) -> str:
-    if "enum" in schema:
-        return " | ".join(json.dumps(v) for v in schema["enum"])
+def _default(schema: dict[str, Any]) -> str:
+    value = schema["default"]
+    if isinstance(value, str):  # a plain string default is quoted, an enum's is not
+        return f'// default: {value}' if schema.get("enum") else f'// default: "{value}"'
+    return f"// default: {json.dumps(value)}"
+
+
+def _ts_type(schema: dict[str, Any], indent: str) -> str:
+    """A JSON schema as the TypeScript-like type harmony shows the model (the subset tools use:
+    objects, arrays, enums, unions of types)."""
     kind = schema.get("type", "any")
+    if isinstance(kind, list):
+        return " | ".join("number" if k == "integer" else str(k) for k in kind)
+    if kind == "object" and "properties" in schema:
+        required = set(schema.get("required") or [])
+        out = "{\n"
+        for name, prop in schema["properties"].items():
+            if prop.get("description"):
+                out += f"{indent}// {prop['description']}\n"
+            out += f"{indent}{name}{'' if name in required else '?'}: {_ts_type(prop, indent + '    ')},"
+            out += (" " + _default(prop) if "default" in prop else "") + "\n"
+        return out + f"{indent}}}"
+    if kind == "string" and schema.get("enum"):
+        return " | ".join(json.dumps(v) for v in schema["enum"])
     if kind == "array":
-        return f"{_ts_type(schema.get('items', {}))}[]"
-    return {"integer": "number", "object": "object"}.get(kind, kind)
+        return f"{_ts_type(schema['items'], indent)}[]" if "items" in schema else "Array<any>"
+    return {"integer": "number", "number": "number", "boolean": "boolean", "string": "string"}.get(kind, "any")
+
+
+def call_channel(namespace: str) -> str:
+    """Where the model sends calls: functions on commentary (the system message says so); the
+    built-in browser on analysis, as it was trained (openai/harmony docs, Built-in tools)."""
+    return "commentary" if namespace == FUNCTIONS else "analysis"
 
 
 def render(tok: HarmonyTokenizer, messages: Sequence[Message], generation_prompt: bool = True) -> list[int]:
     """Token ids of a conversation, ending with `<|start|>assistant` for a completion. Analysis
-    from turns that already reached a final answer is dropped, as the format asks."""
+    from turns that already reached a final answer is dropped, as the format asks (a browser call
+    on the analysis channel stays, with its result); the analysis of the turn in progress, before
+    its tool calls, is kept."""
     last_final = max((i for i, m in enumerate(messages) if m.role == "assistant" and m.channel == "final"), default=-1)
     ids: list[int] = []
     for i, m in enumerate(messages):
-        if m.role == "assistant" and m.channel == "analysis" and i < last_final:
+        if m.role == "assistant" and m.channel == "analysis" and not m.recipient and i < last_final:
             continue
         ids += _message(tok, m)
     if generation_prompt:
@@ -151,6 +198,8 @@ def render(tok: HarmonyTokenizer, messages: Sequence[Message], generation_prompt
 
 
 def _message(tok: HarmonyTokenizer, m: Message) -> list[int]:
+    # The assistant's recipient goes in the channel part, as the model writes it and as the
+    # published example continues a conversation; a tool's reply names its addressee by the role.
     header = m.role + (f" to={m.recipient}" if m.recipient and m.role != "assistant" else "")
     ids = [tok.ids["start"]] + tok.text(header)
     if m.channel:
@@ -160,12 +209,20 @@ def _message(tok: HarmonyTokenizer, m: Message) -> list[int]:
         if m.content_type:
             ids += tok.text(" ") + [tok.ids["constrain"]] + tok.text(m.content_type)
     ids += [tok.ids["message"]] + tok.text(m.content)
-    # A stored answer ends with <|end|>, not the <|return|> it was generated with.
+    # A stored answer ends with <|end|>, not the <|return|> it was generated with; a call with <|call|>.
     ids.append(tok.ids["call"] if m.role == "assistant" and m.recipient else tok.ids["end"])
     return ids
 
 
 def conversation(today: date, instructions: str, user: str, reasoning: str = "medium",
-                 history: Sequence[Message] = (), tools: Sequence[Tool] = ()) -> list[Message]:
-    return [Message("system", system_content(today, reasoning, with_tools=bool(tools))),
-            Message("developer", developer_content(instructions, tools)), *history, Message("user", user)]
+                 history: Sequence[Message] = (), tools: Sequence[Tool] = (),
+                 namespace: str = FUNCTIONS, after: Sequence[Message] = ()) -> list[Message]:
+    """System, developer, the earlier turns, the user's turn, then `after` (this turn's tool
+    rounds). Function tools are declared in the developer message, a built-in namespace in the
+    system message (openai-harmony's layout for each)."""
+    functions = tools if namespace == FUNCTIONS else ()
+    builtin = tools_section(namespace, tools, BROWSER_DESCRIPTION if namespace == "browser" else "") \
+        if tools and namespace != FUNCTIONS else ""
+    return [Message("system", system_content(today, reasoning, with_tools=bool(functions), builtin_tools=builtin)),
+            Message("developer", developer_content(instructions, functions)), *history, Message("user", user),
+            *after]

@@ -7,8 +7,9 @@ from pathlib import Path
 import torch
 
 from llm.checkpoint import Checkpoint, MemoryEstimate, ensure_fits, estimate_memory
+from llm.config import GptOssConfig
 from llm.errors import CheckpointError
-from llm.experts import ExpertCache, ExpertWeights
+from llm.experts import ExpertCache, ExpertWeights, triton_installed
 from llm.model import GptOss, yarn_inverse_frequencies
 
 EXPERT_TENSORS = ("gate_up_proj_blocks", "gate_up_proj_scales", "gate_up_proj_bias",
@@ -34,17 +35,24 @@ def resolve_dtype(name: str | None, device: torch.device) -> torch.dtype:
 
 
 def load_model(folder: Path, *, device: str = "auto", dtype: str | None = None, expert_cache_mb: float = 1024.0,
-               context: int = 8192, cpu_kernel: bool = True) -> tuple[GptOss, Checkpoint, MemoryEstimate]:
+               context: int = 8192, cpu_kernel: bool = True, triton: bool = True,
+               ) -> tuple[GptOss, Checkpoint, MemoryEstimate]:
     """cpu_kernel: decode single tokens on the CPU straight from MXFP4 (llm/cpu_kernel.c) where
-    it can be built; False keeps every step on the decoded-expert cache."""
+    it can be built; False keeps every step on the decoded-expert cache. triton: on CUDA, run
+    the experts through llm/triton_moe.py straight from MXFP4 where Triton is installed (the
+    expert blocks stay on the GPU and no decoded copy is made); False decodes them into the cache."""
     ckpt = Checkpoint(folder)
     config = ckpt.config
     dev = resolve_device(device)
     dt = resolve_dtype(dtype, dev)
-    estimate = estimate_memory(config, dt, expert_cache_mb, context=context)
+    fused = triton and dev.type == "cuda" and triton_installed()
+    # The fused path keeps no decoded experts: the cache is not budgeted (it only fills if
+    # Triton fails at run time, and stays within expert_cache_mb then).
+    estimate = estimate_memory(config, dt, 0.0 if fused else expert_cache_mb, context=context)
     ensure_fits(estimate, dev)
     cache = ExpertCache(int(expert_cache_mb * 1024 * 1024))
-    experts = [_layer_experts(ckpt, i, dev, cache, cpu_kernel) for i in range(config.num_layers)]
+    experts = [_layer_experts(ckpt, i, dev, cache, cpu_kernel, None if fused else False)
+               for i in range(config.num_layers)]
     with torch.device("meta"):
         model = GptOss(config, experts)
     model = model.to_empty(device=dev)
@@ -61,14 +69,24 @@ def load_model(folder: Path, *, device: str = "auto", dtype: str | None = None, 
 
 
 def _layer_experts(ckpt: Checkpoint, layer: int, device: torch.device, cache: ExpertCache,
-                   use_kernel: bool) -> ExpertWeights:
+                   use_kernel: bool, use_triton: bool | None) -> ExpertWeights:
+    """One layer's experts, as stored (uint8 blocks and scales), on the device; contiguous, as
+    the kernels index them by their shape."""
     prefix = f"model.layers.{layer}.mlp.experts."
     tensors = []
-    for name in EXPERT_TENSORS:
+    for name, shape in zip(EXPERT_TENSORS, _expert_shapes(ckpt.config)):
         t = ckpt.tensor(prefix + name)
         if name.endswith(("_blocks", "_scales")) and t.dtype != torch.uint8:
             raise CheckpointError(f"{prefix + name} is {t.dtype}, not MXFP4 (uint8)")
-        tensors.append(t.to(device))
+        if tuple(t.shape) != shape:  # the kernels index by these shapes: refuse, never read past the end
+            raise CheckpointError(f"{prefix + name}: shape {tuple(t.shape)} in the checkpoint, {shape} expected")
+        tensors.append(t.to(device).contiguous())
     gate_up_blocks, gate_up_scales, gate_up_bias, down_blocks, down_scales, down_bias = tensors
     return ExpertWeights(layer, gate_up_blocks, gate_up_scales, gate_up_bias, down_blocks, down_scales, down_bias,
-                         cache=cache, use_kernel=use_kernel)
+                         cache=cache, use_kernel=use_kernel, use_triton=use_triton)
+
+
+def _expert_shapes(config: GptOssConfig) -> tuple[tuple[int, ...], ...]:
+    """The shapes of EXPERT_TENSORS, in order, as the published layout has them."""
+    e, h, i = config.num_experts, config.hidden_size, config.intermediate_size
+    return ((e, 2 * i, h // 32, 16), (e, 2 * i, h // 32), (e, 2 * i), (e, h, i // 32, 16), (e, h, i // 32), (e, h))

@@ -56,7 +56,7 @@ def encode_rows(values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     peak = groups.abs().amax(-1).clamp(min=2.0**-126)
     exp = torch.ceil(torch.log2(peak / 6.0)).clamp(-127, 127)
     scaled = groups / torch.pow(2.0, exp)[..., None]
-    table = torch.tensor(FP4_VALUES[:8])
+    table = torch.tensor(FP4_VALUES[:8], device=values.device)
     mags = (scaled.abs()[..., None] - table).abs().argmin(-1)  # index 0..7 of the nearest magnitude
     nibbles = (mags + 8 * (scaled < 0).long()).to(torch.uint8)
     nibbles = torch.where(mags == 0, torch.zeros_like(nibbles), nibbles)  # no -0

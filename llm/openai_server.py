@@ -9,12 +9,13 @@ larger than the server accepts; without a local tokenizer, prompt sizes are coun
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
 from llm import server_facts
 from llm.errors import GeneratorError
-from llm.generator import Piece, Prompt
+from llm.generator import Piece, Prompt, Tool, ToolCall
 from llm.server_facts import ServerFacts
 
 # Where servers put the analysis channel in a streamed delta: vLLM and llama.cpp say
@@ -32,7 +33,7 @@ def _dated(prompt: Prompt) -> str:
 class OpenAIGenerator:
     name = "openai"
     extractive = False
-    tools_capable = False  # set by the tool-use work (tools / tool_calls)
+    tools_capable = True  # chat completions' `tools` and streamed `tool_calls`
 
     def __init__(self, base_url: str, model: str, api_key: str | None = None, *, context: int = 8192,
                  max_context: int | None = None, timeout_s: float = 120.0, count_tokens: Any = None) -> None:
@@ -57,13 +58,18 @@ class OpenAIGenerator:
                                          max_retries=1)
         return self._client
 
-    def _failure(self, exc: Exception) -> GeneratorError:
+    def _failure(self, exc: Exception, offered_tools: bool = False) -> GeneratorError:
         import openai
 
         if isinstance(exc, openai.APIConnectionError):
             return GeneratorError(f"cannot reach the generator server at {self.base_url}")
         if isinstance(exc, openai.APIStatusError):
-            return GeneratorError(f"the generator server answered {exc.status_code}: {server_reason(exc)}")
+            reason = server_reason(exc)
+            # A server that cannot take `tools` refuses the request as malformed or unsupported; a
+            # 500 is the server's own trouble (loading, out of memory) and needs no hint.
+            if offered_tools and exc.status_code in (400, 422, 501) and "tool" not in reason.lower():
+                reason += " (the request offered tools, which some servers and models do not support)"
+            return GeneratorError(f"the generator server answered {exc.status_code}: {reason}")
         return GeneratorError(f"the generator server failed: {server_reason(exc)}")
 
     def facts(self) -> ServerFacts | None:
@@ -85,15 +91,20 @@ class OpenAIGenerator:
             return f"the server at {self.base_url} does not serve {self.model!r} (it serves {', '.join(names[:5])})"
         return None
 
-    def stream(self, prompt: Prompt) -> Iterator[Piece]:
+    def stream(self, prompt: Prompt) -> Iterator[Piece | ToolCall]:
+        """Reasoning and answer as Pieces; with tools offered, a reply that calls one ends with one
+        ToolCall, its arguments gathered from the streamed fragments. Text a server streams as
+        `content` before a call is the model's preamble (harmony's commentary), not an answer."""
         import openai
 
-        messages = [{"role": "system", "content": _dated(prompt)},
-                    *({"role": m.role, "content": m.text} for m in prompt.turns)]
+        offer: dict[str, Any] = {"tools": [_tool_param(t) for t in prompt.tools]} if prompt.tools else {}
+        messages = _messages(prompt)
         try:
             response = self._connect().chat.completions.create(
-                model=self.model, messages=messages, stream=True, max_tokens=prompt.max_tokens,
-                reasoning_effort=prompt.reasoning)
+                model=self.model, messages=messages, stream=True,
+                max_tokens=self._answer_room({"messages": messages, **offer}, prompt.max_tokens),
+                reasoning_effort=prompt.reasoning, **offer)
+            calls: dict[int, dict[str, str]] = {}
             for event in response:
                 if not event.choices:
                     continue
@@ -105,8 +116,28 @@ class OpenAIGenerator:
                         break
                 if delta.content:
                     yield Piece("final", delta.content)
+                for fragment in delta.tool_calls or ():
+                    _gather(calls, fragment)
         except openai.OpenAIError as exc:
-            raise self._failure(exc) from None
+            raise self._failure(exc, offered_tools=bool(prompt.tools)) from None
+        if calls and prompt.tools:
+            # gpt-oss makes one call a round (it stops at <|call|>); a server's parallel calls
+            # beyond the first are not run: the model sees its first call answered and may ask again.
+            first = calls[min(calls)]
+            yield ToolCall(first["name"], first["arguments"], first["id"] or f"call_{uuid.uuid4().hex[:12]}")
+
+    def _answer_room(self, chat: dict[str, Any], wanted: int) -> int:
+        """The answer's budget, cut to what the server's window leaves after the prompt as the
+        server itself counts it. The prompt is budgeted piece by piece with allowances for the
+        framing (rag.prompt.OVERHEAD_TOKENS); the server's template and system message can spend
+        more (with a byte-level tokenizer, llama-server's prompt came out 250 tokens over the
+        estimate), and vLLM refuses a request whose prompt plus max_tokens passes its window."""
+        facts = self.facts()
+        if facts is None or facts.context is None or facts.tokenize is None:
+            return wanted
+        used = server_facts.count_chat(self.base_url, self._api_key, facts.tokenize, self.model, chat)
+        # A prompt that fills the window is sent as it is: the server's own reason reaches the user.
+        return wanted if used is None else max(1, min(wanted, facts.context - used))
 
     def count_tokens(self, text: str) -> int:
         if self._count is not None:
@@ -141,6 +172,40 @@ class OpenAIGenerator:
         else:
             out["tokenizer"] = "the server's /tokenize" if facts.tokenize else "estimate (3 characters a token)"
         return out
+
+
+def _messages(prompt: Prompt) -> list[dict[str, Any]]:
+    """The conversation as chat messages, then this answer's tool rounds: each call as an
+    assistant message with `tool_calls` (its reasoning in `reasoning_content`, which vLLM and
+    llama.cpp read back as the analysis that led to it) and the result as a `tool` message; the
+    result names its function too, since vLLM renders the harmony author from `name`."""
+    out: list[dict[str, Any]] = [{"role": "system", "content": _dated(prompt)},
+                                 *({"role": m.role, "content": m.text} for m in prompt.turns)]
+    for step in prompt.steps:
+        call = step.call
+        assistant: dict[str, Any] = {"role": "assistant", "content": None, "tool_calls": [
+            {"id": call.call_id, "type": "function", "function": {"name": call.name, "arguments": call.arguments}}]}
+        if step.reasoning:
+            assistant["reasoning_content"] = step.reasoning
+        out += [assistant, {"role": "tool", "tool_call_id": call.call_id, "name": call.name, "content": step.result}]
+    return out
+
+
+def _tool_param(tool: Tool) -> dict[str, Any]:
+    """A tool as chat completions take it. Names cannot hold dots, so no namespace: the server
+    declares every tool under harmony's `functions` (the browser shape is the native backend's)."""
+    parameters = tool.parameters or {"type": "object", "properties": {}}
+    return {"type": "function", "function": {"name": tool.name, "description": tool.description,
+                                             "parameters": parameters}}
+
+
+def _gather(calls: dict[int, dict[str, str]], fragment: Any) -> None:
+    """One streamed piece of a tool call: the id and name come first, the arguments in pieces."""
+    call = calls.setdefault(fragment.index or 0, {"id": "", "name": "", "arguments": ""})
+    call["id"] = call["id"] or (fragment.id or "")
+    if fragment.function is not None:
+        call["name"] += fragment.function.name or ""
+        call["arguments"] += fragment.function.arguments or ""
 
 
 def _estimate(text: str) -> int:

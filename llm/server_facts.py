@@ -82,6 +82,22 @@ def count(base_url: str, api_key: str, dialect: str, model: str, text: str) -> i
     return tokens_counted(request_json(f"{root_of(base_url)}/tokenize", api_key, _tokenize_body(dialect, model, text)))
 
 
+def count_chat(base_url: str, api_key: str, dialect: str, model: str, chat: dict[str, Any]) -> int | None:
+    """Tokens of the whole prompt the server builds from a chat request (`messages`, `tools`): its
+    chat template applied, framing and its own system message included. llama.cpp renders at
+    `/apply-template` and counts the text at `/tokenize`; vLLM counts chat messages at `/tokenize`.
+    None when the server does not say."""
+    root = root_of(base_url)
+    if dialect == "llama.cpp":
+        rendered = request_json(f"{root}/apply-template", api_key, chat)
+        prompt = rendered.get("prompt") if isinstance(rendered, dict) else None
+        if not isinstance(prompt, str):
+            return None
+        return tokens_counted(request_json(f"{root}/tokenize", api_key, {"content": prompt, "add_special": True}))
+    return tokens_counted(request_json(f"{root}/tokenize", api_key,
+                                       {"model": model, **chat, "add_generation_prompt": True}))
+
+
 def probe(base_url: str, api_key: str, model: str) -> ServerFacts | None:
     """Ask the server about itself; None when it does not answer /v1/models, i.e. when it is not
     reachable as a chat server at all."""

@@ -30,9 +30,16 @@ def entries(engine: Engine, user: str | None = None, since: datetime | None = No
 
 
 def answer_detail(answer: Any) -> dict[str, Any]:
-    """What an answer showed: the question, every chunk and document given as a source."""
-    return {"question": answer.question, "searched_for": getattr(answer, "search_query", "") or answer.question,
-            "backend": answer.backend,
-            "chunks": sorted(c for src in answer.sources for c in src.passage.chunk_ids),
-            "documents": sorted({src.passage.document_id for src in answer.sources}),
-            "cited": [src.number for src in answer.sources if src.cited]}
+    """What an answer showed: the question, every chunk and document given as a source (the tool
+    calls' passages are sources too), and each tool call the model made."""
+    detail = {"question": answer.question, "searched_for": getattr(answer, "search_query", "") or answer.question,
+              "backend": answer.backend,
+              "chunks": sorted({c for src in answer.sources for c in src.passage.chunk_ids}),
+              "documents": sorted({src.passage.document_id for src in answer.sources}),
+              "cited": [src.number for src in answer.sources if src.cited]}
+    steps = getattr(answer, "steps", ())
+    if steps:
+        detail["tool_calls"] = [st.as_json() for st in steps]
+    if getattr(answer, "notes", ()):
+        detail["notes"] = list(answer.notes)
+    return detail

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import date
 
 from llm.errors import GeneratorError
-from llm.generator import Generator, Prompt, Turn
+from llm.generator import Generator, Piece, Prompt, Turn
 from rag.sentences import terms
 
 #: Words that refer back to something named earlier.
@@ -98,8 +98,9 @@ def rewrite_query(question: str, history: Sequence[Exchange], generator: Generat
     if generator.extractive:
         return standalone_query(question, history)
     try:
+        # No tools are offered, so the stream holds pieces only; anything else is not text.
         pieces = [p.text for p in generator.stream(rewrite_prompt(question, history, today))
-                  if p.channel == "final"]
+                  if isinstance(p, Piece) and p.channel == "final"]
     except GeneratorError:
         return standalone_query(question, history)
     rewritten = _one_line("".join(pieces))

@@ -43,6 +43,18 @@ class FileFacts:
     doc_type: str
 
 
+@dataclass(frozen=True)
+class PageOcr:
+    """How OCR read one page: its `text`, each word as `(start, end, x0, y0, x1, y1)` (its
+    characters in `text`, its box as fractions of the page image), the engine's mean word
+    `confidence` (0-100) and the engine's name."""
+
+    text: str
+    words: list[tuple[int, int, float, float, float, float]] = field(default_factory=list)
+    confidence: float = 0.0
+    engine: str = "tesseract"
+
+
 @dataclass
 class DocumentContent:
     """What reading and chunking a file produced."""
@@ -52,3 +64,4 @@ class DocumentContent:
     paginated: bool
     chunks: list[Chunk]
     warnings: list[str] = field(default_factory=list)
+    ocr: dict[int, PageOcr] = field(default_factory=dict)  # 1-based page number -> its OCR (scanned pages)

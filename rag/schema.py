@@ -198,3 +198,34 @@ document_chunking = Table(
     # e.g. "256 tokens, 32 overlap": an ingest with other chunk settings re-chunks the document.
     Column("recipe", String(200), nullable=False),
 )
+
+# ---- version 5: keys of the HTTP API ------------------------------------------------------------
+# A key acts as its account (`user_name`, read afresh at every request, so a changed role or group
+# applies at once). Only a SHA-256 of the key is kept (rag/keys.py says why not argon2); `prefix` is
+# the key's first characters, for telling keys apart in `ragqa keys list`.
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("key_hash", String(64), nullable=False, unique=True),
+    Column("prefix", String(20), nullable=False),
+    Column("user_name", String(200), nullable=False, index=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True)),
+    Column("revoked_at", DateTime(timezone=True)),
+    **_ids,
+)
+
+# ---- version 6: how OCR read scanned pages ----------------------------------------------------
+# One row per page that OCR read (pages without a text layer, image files): the engine, its mean
+# word confidence (0-100), and each word's characters in the page text with its box as fractions
+# of the page image, `[[start, end, x0, y0, x1, y1], ...]`, so a cited span can be drawn on the page.
+page_ocr = Table(
+    "page_ocr",
+    metadata,
+    Column("document_id", ForeignKey("documents.id", ondelete="CASCADE"), primary_key=True),
+    Column("page_no", Integer, primary_key=True, autoincrement=False),  # 1-based
+    Column("engine", String(40), nullable=False),
+    Column("confidence", Float, nullable=False),
+    Column("words", JSON, nullable=False),
+)

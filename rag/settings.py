@@ -71,6 +71,8 @@ class Settings(BaseSettings):
                              "(built on first use by the system C compiler; without one, the PyTorch path).")
     context_tokens: int = Field(8192, ge=256, description="Prompt plus answer must fit in this many tokens (the "
                                 "generator plans memory for it).")
+    generator_queue: int = Field(64, ge=0, description="Native generator: questions waiting beyond the 16 answered "
+                                 "together; past that, 'busy, try again'.")
 
     generator: str = Field("auto", pattern="^(auto|extractive|native|openai|fake)$",
                            description="extractive, native, openai or auto: openai if a server URL is set, else "
@@ -86,11 +88,32 @@ class Settings(BaseSettings):
                                 "questions and answers; the oldest that do not fit are left out (and reported).")
     reasoning: str = Field("medium", pattern="^(low|medium|high)$", description="Default reasoning effort: low, "
                            "medium or high.")
+    tools: str = Field("auto", pattern="^(auto|off)$", description="Let the model search the library itself while "
+                       "it answers (search, open, find): auto (when the generator can call tools: native, openai) "
+                       "or off.")
+    tool_rounds: int = Field(4, ge=1, le=20, description="Most tool calls the model may make for one answer; past "
+                             "them it answers with what it found (and the user is told).")
+    tool_time_s: float = Field(180.0, gt=0, description="Seconds one answer may spend on tool calls; past them the "
+                               "model answers with what it found (and the user is told).")
 
     commit_chunks: int = Field(4096, ge=1, description="Commit the store at least every N new chunks.")
     max_file_mb: float = Field(200.0, gt=0, description="Larger files (in MB) are refused.")
     file_timeout_s: float = Field(300.0, gt=0, description="Reading one file may take this many seconds.")
     loader_memory_mb: int = Field(4096, ge=256, description="Memory cap of the file reader process, in MB.")
+    ocr: str = Field("auto", pattern="^(auto|off)$", description="auto: pages without a text layer (scanned PDFs) "
+                     "and image files (PNG, JPEG, TIFF) are read by OCR (Tesseract); off: they fail or are skipped.")
+    ocr_languages: str = Field("eng", pattern=r"^[A-Za-z_]+(\+[A-Za-z_]+)*$", description="Tesseract languages "
+                               "for OCR, joined by + (e.g. eng+deu); each needs its tesseract-ocr-LANG package.")
+
+    api_max_body_mb: float = Field(32.0, gt=0, description="Largest request body the HTTP API (`ragqa serve`) "
+                                   "accepts, in MB; uploads through it are limited to this too.")
+    api_rate_limit: int = Field(120, ge=0, description="Requests per minute one API key may make (a burst of "
+                                "that many, refilled evenly); 0: no limit.")
+    api_url: str = Field("", description="The HTTP API as the UI reaches it (e.g. http://api:8000): the Status "
+                         "page shows its /metrics figures; empty: not shown.")
+    traces: str = Field("", description="Where OpenTelemetry traces of answers go: empty (off), console (the "
+                        "server's log) or an OTLP/HTTP URL such as http://collector:4318/v1/traces (needs the "
+                        "otlp extra: pip install 'ragqa[otlp]').")
 
     @field_validator("model_path", mode="before")
     @classmethod

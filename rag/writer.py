@@ -255,6 +255,7 @@ def _drop_content(conn: Connection, document_id: int, removed: list[int]) -> Non
     conn.execute(delete(s.chunks).where(s.chunks.c.document_id == document_id))
     conn.execute(delete(s.pages).where(s.pages.c.document_id == document_id))
     conn.execute(delete(s.document_chunking).where(s.document_chunking.c.document_id == document_id))
+    conn.execute(delete(s.page_ocr).where(s.page_ocr.c.document_id == document_id))
 
 
 def _upsert(conn: Connection, row: Row[Any] | None, values: dict[str, Any]) -> int:
@@ -276,6 +277,10 @@ def _apply_put(conn: Connection, op: _Put, removed: list[int]) -> np.ndarray:
         status="ready", error=None, duplicate_of=None))
     conn.execute(insert(s.pages), [{"document_id": doc_id, "page_no": i + 1, "text": t} for i, t in enumerate(c.pages)])
     conn.execute(insert(s.document_chunking).values(document_id=doc_id, recipe=op.chunking))
+    if c.ocr:  # scanned pages: how OCR read them (word boxes for showing a citation on the page)
+        conn.execute(insert(s.page_ocr), [
+            {"document_id": doc_id, "page_no": n, "engine": o.engine, "confidence": o.confidence,
+             "words": [list(w) for w in o.words]} for n, o in sorted(c.ocr.items())])
     rows = [
         dict(document_id=doc_id, ordinal=ch.ordinal, text=ch.text, n_tokens=ch.n_tokens,
              char_start=ch.char_start, char_end=ch.char_end, page_start=ch.page_start, page_end=ch.page_end,

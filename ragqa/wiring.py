@@ -58,7 +58,8 @@ def generator(settings: Settings, retriever: Retriever | None = None) -> Generat
             raise ConfigError("RAGQA_GENERATOR=native needs RAGQA_MODEL_PATH (a local gpt-oss checkpoint folder)")
         return NativeGenerator(settings.model_path, device=settings.generator_device, dtype=settings.generator_dtype,
                                expert_cache_mb=settings.expert_cache_mb, context=settings.context_tokens,
-                               cpu_kernel=settings.cpu_kernel, seed=settings.generator_seed)
+                               cpu_kernel=settings.cpu_kernel, seed=settings.generator_seed,
+                               queue=settings.generator_queue)
     if kind == "openai":
         from llm.openai_server import OpenAIGenerator
 
@@ -92,5 +93,12 @@ def _local_token_counter(settings: Settings) -> Callable[[str], int] | None:
 
 def answerer(settings: Settings, retriever_: Retriever | None = None, generator_: Generator | None = None) -> Answerer:
     r = retriever_ or retriever(settings)
-    return Answerer(r, generator_ or generator(settings, r), passages=settings.answer_passages,
-                    max_answer_tokens=settings.answer_max_tokens, history_tokens=settings.history_tokens)
+    g = generator_ or generator(settings, r)
+    # The library's tools in the browsing tool's shape everywhere; under its own `browser` namespace
+    # where we render harmony ourselves, as plain functions where a server only serves those
+    # (docs/architecture.md, "Tool use").
+    namespace = "browser" if g.name == "native" else "functions"
+    return Answerer(r, g, passages=settings.answer_passages,
+                    max_answer_tokens=settings.answer_max_tokens, history_tokens=settings.history_tokens,
+                    tools=settings.tools, tool_rounds=settings.tool_rounds, tool_time_s=settings.tool_time_s,
+                    tool_namespace=namespace)

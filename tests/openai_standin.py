@@ -5,12 +5,20 @@ answer, with reasoning in the `reasoning_content` field, and records what it was
 with its model and counts tokens at `/tokenize` from `{"model", "prompt"}`; "llama.cpp" serves
 `/props` with `default_generation_settings.n_ctx` and counts from `{"content"}`; "plain" says
 nothing beyond `/v1/models`. `fail` makes every chat request answer with that status and error
-message; `stream_error` sends an error event in the middle of the stream, as llama-server does."""
+message; `stream_error` sends an error event in the middle of the stream, as llama-server does.
+
+Tool calls: `script` answers request after request, each reply a dict with optional `reasoning`
+and `answer` (lists of deltas) and `tool_call` (`{"name", "arguments"}`, or a list of them for
+parallel calls), streamed as vLLM streams gpt-oss's calls: the id and name first, the arguments
+in fragments, `finish_reason: "tool_calls"`. `script` may also be a function of the request
+(dict) returning the reply. When the script runs out, the fixed answer follows. `reject_tools`
+makes any request that offers `tools` fail with 400 and that message (servers without tool use)."""
 
 from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -18,9 +26,12 @@ from typing import Any
 class StandIn:
     def __init__(self, answer: list[str], reasoning: list[str], model: str = "gpt-oss-test", *,
                  flavour: str = "plain", context: int = 4096, fail: tuple[int, str] | None = None,
-                 stream_error: str | None = None) -> None:
+                 stream_error: str | None = None,
+                 script: list[dict[str, Any]] | Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+                 reject_tools: str | None = None) -> None:
         self.answer, self.reasoning, self.model = answer, reasoning, model
         self.flavour, self.context, self.fail, self.stream_error = flavour, context, fail, stream_error
+        self.script, self.reject_tools = script, reject_tools
         self.requests: list[dict[str, Any]] = []
         self.tokenized: list[dict[str, Any]] = []
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -54,6 +65,30 @@ class StandIn:
             return {"tokens": list(range(len(str(body["content"]).split())))}
         return None
 
+    def reply(self, request: dict[str, Any]) -> dict[str, Any]:
+        """What to answer the n-th chat request with (the script's, else the fixed answer)."""
+        if callable(self.script):
+            return self.script(request)
+        n = len(self.requests) - 1
+        if self.script is not None and n < len(self.script):
+            return self.script[n]
+        return {"reasoning": self.reasoning, "answer": self.answer}
+
+    def deltas(self, request: dict[str, Any]) -> tuple[list[dict[str, Any]], str]:
+        """The streamed deltas of one reply and its finish reason."""
+        reply = self.reply(request)
+        deltas: list[dict[str, Any]] = [{"role": "assistant", "content": ""}]
+        deltas += [{"reasoning_content": r} for r in reply.get("reasoning", [])]
+        deltas += [{"content": a} for a in reply.get("answer", [])]
+        calls = reply.get("tool_call") or []
+        for index, call in enumerate([calls] if isinstance(calls, dict) else calls):
+            deltas.append({"tool_calls": [{"index": index, "id": f"chatcmpl-tool-{len(self.requests)}{index}",
+                                           "type": "function", "function": {"name": call["name"], "arguments": ""}}]})
+            args = call["arguments"]
+            deltas += [{"tool_calls": [{"index": index, "function": {"arguments": args[i:i + 7]}}]}
+                       for i in range(0, len(args), 7)]
+        return deltas, "tool_calls" if calls else "stop"
+
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         outer = self
 
@@ -83,17 +118,23 @@ class StandIn:
                     counted = outer.tokenize(request)
                     self._json(200, counted) if counted is not None else self._json(404, {"error": "no such route"})
                     return
+                if not self.path.endswith("/chat/completions"):  # e.g. llama.cpp's /apply-template: not here
+                    self._json(404, {"error": {"code": 404, "message": "File Not Found", "type": "not_found_error"}})
+                    return
                 outer.requests.append(request)
                 if outer.fail is not None:
                     status, message = outer.fail
                     self._json(status, {"error": {"code": status, "message": message, "type": "server_error"}})
                     return
+                if outer.reject_tools is not None and request.get("tools"):
+                    self._json(400, {"error": {"code": 400, "message": outer.reject_tools,
+                                               "type": "invalid_request_error"}})
+                    return
                 self.send_response(200)
                 self.send_header("Content-Type", "text/event-stream")
                 self.end_headers()
-                deltas = [{"role": "assistant", "content": ""}]
-                deltas += [{"reasoning_content": r} for r in outer.reasoning]
-                deltas += [{"content": a} for a in outer.answer]
+                deltas, finish = outer.deltas(request)
+                deltas.append({})  # the last event carries only the finish reason
                 for n, d in enumerate(deltas):
                     if outer.stream_error is not None and n == len(deltas) // 2 + 1:
                         error = {"error": {"code": 500, "message": outer.stream_error, "type": "server_error"}}
@@ -101,7 +142,8 @@ class StandIn:
                         self.wfile.flush()
                         return
                     event = {"id": "x", "object": "chat.completion.chunk", "created": 0, "model": outer.model,
-                             "choices": [{"index": 0, "delta": d, "finish_reason": None}]}
+                             "choices": [{"index": 0, "delta": d,
+                                          "finish_reason": finish if n == len(deltas) - 1 else None}]}
                     self.wfile.write(f"data: {json.dumps(event)}\n\n".encode())
                     self.wfile.flush()
                 self.wfile.write(b"data: [DONE]\n\n")

@@ -106,12 +106,12 @@ def test_library_lists_filters_and_deletes_documents(ui) -> None:
 def test_an_upload_names_what_it_skipped_and_why(ui) -> None:
     at = started("../app/pages/library.py")
     at.file_uploader[0].set_value([("travel.md", b"# Travel\n\nTrains are booked by the office.", "text/markdown"),
-                                   ("scan.png", b"\x89PNG\r\n\x1a\n....", "image/png"),
+                                   ("scan.heic", b"\x00\x00\x00\x18ftypheic", "image/heic"),
                                    ("deck.pptx", b"PK\x03\x04....", "application/octet-stream")])
     at.button[0].click().run()
     assert not at.exception, at.exception
-    assert [w.value for w in at.warning] == ["Skipped 2: 1 .png (images need OCR: not enabled), "
-                                             "1 .pptx (not a supported type)."]
+    assert [w.value for w in at.warning] == ["Skipped 2: 1 .heic (image format not read: save it as PNG, "
+                                             "JPEG or TIFF), 1 .pptx (not a supported type)."]
     assert any(m.value.startswith("Added 1,") for m in at.success)
     assert "Travel" in [d.title for d in ui.documents()]
 

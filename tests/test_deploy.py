@@ -54,7 +54,7 @@ def test_docker_compose_config_accepts_it_when_the_cli_has_compose(tmp_path: Pat
 
 def test_compose_services_are_wired_as_documented(compose: dict) -> None:
     s = compose["services"]
-    assert set(s) == {"db", "app", "app-gpu", "vllm", "ingest"}
+    assert set(s) == {"db", "app", "app-gpu", "api", "api-gpu", "vllm", "ingest"}
     assert s["app"]["ports"] == ["${RAGQA_BIND:-127.0.0.1}:${RAGQA_PORT:-8501}:8501"]  # localhost by default
     assert s["app"]["command"][:1] == ["ui"] and s["ingest"]["command"][:2] == ["ingest", "/inbox"]
     for name in ("app", "app-gpu", "ingest"):

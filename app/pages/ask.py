@@ -3,7 +3,6 @@ highlighted, the reasoning in a closed box, and thumbs up/down with a comment.""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -48,11 +47,22 @@ def show_sources(answer: dict[str, Any], message_id: int) -> None:
             for q in s["quotes"]:
                 st.caption(f"Cited: page {q['page']}, characters {q['start']}–{q['end']}"
                            + ("" if q["verbatim"] else " (closest sentence)"))
+            page_pictures(s)
             original(s, key=f"dl_{message_id}_{s['number']}")
     for d in answer.get("dropped", []):
         st.caption(f"Left out: {d}")
     for p in answer.get("problems", []):
         st.warning(f"Citation check: {p}")
+
+
+def page_pictures(source: dict[str, Any]) -> None:
+    """The cited page as it looks (a PDF page or a scan), the cited lines highlighted on it."""
+    from ingest.page_view import cited_pages
+
+    for page in cited_pages(resources.store().engine, source):
+        read = "" if page.ocr_confidence is None else f"; text read by OCR, confidence {page.ocr_confidence:.0f}%"
+        st.image(render.highlight_boxes(page.image, page.boxes),
+                 caption=f"Page {page.page_no}, cited lines highlighted{read}")
 
 
 def original(source: dict[str, Any], key: str) -> None:
@@ -77,6 +87,41 @@ def feedback(message_id: int, rating: int | None) -> None:
             st.rerun()
 
 
+def show_steps(steps: list[dict[str, Any]]) -> None:
+    """The model's tool steps in a closed box above its answer."""
+    if steps:
+        with st.status(render.steps_label(steps), state="complete", expanded=False):
+            for step in steps:
+                st.markdown(render.step_markdown(step))
+
+
+def stream_answer(answerer: Any, draft: Any, collected: Collected) -> None:
+    """The answer as it streams; with tools, each step shown in a status box as it happens, the box
+    closed once the answer starts. Reasoning is only ever a 'Reasoning…' caption."""
+    from rag.tools import Step
+
+    box = st.status("Searching the library…", expanded=True) if draft.prompt.tools else None
+    thinking, shown, text = st.empty(), st.empty(), ""
+    for piece in answerer.stream(draft, collected):
+        if isinstance(piece, Step):
+            if box is not None:
+                box.markdown(render.step_markdown(piece.as_json()))
+            text = ""  # text before a call was a preamble to it, not the answer
+            shown.empty()
+        elif piece.channel == "final":
+            if box is not None and text == "":
+                box.update(label=render.steps_label([s.as_json() for s in collected.steps]), state="complete",
+                           expanded=False)
+            text += piece.text
+            shown.markdown(render.escape_markdown(text) if answerer.generator.extractive else render.model_answer(text))
+        else:
+            thinking.caption("Reasoning…")
+    thinking.empty()
+    if box is not None:
+        box.update(label=render.steps_label([s.as_json() for s in collected.steps]), state="complete",
+                   expanded=False)
+
+
 def show_history(conversation_id: int) -> None:
     for m in resources.conversations().messages(conversation_id):
         with st.chat_message(m.role):
@@ -89,6 +134,9 @@ def show_history(conversation_id: int) -> None:
             searched = answer.get("searched_for")
             if searched and searched != answer.get("question"):
                 st.caption(render.escape_markdown(f"searched for: {searched}"))
+            show_steps(answer.get("steps") or [])
+            for note in answer.get("notes") or []:
+                st.info(render.escape_markdown(note))
             if answer.get("reasoning"):
                 with st.expander("Reasoning", expanded=False):
                     st.markdown(render.escape_markdown(answer["reasoning"]))
@@ -116,17 +164,7 @@ def answer_now(question: str, scope: Scope, level: str, who: Any) -> None:
         if draft.search_query != draft.question:
             st.caption(render.escape_markdown(f"searched for: {draft.search_query}"))
         collected = Collected()
-        thinking = st.empty()
-
-        def final_text() -> Iterator[str]:
-            for piece in answerer.stream(draft, collected):
-                if piece.channel == "final":
-                    yield piece.text
-                else:
-                    thinking.caption("Reasoning…")
-            thinking.empty()
-
-        st.write_stream(final_text())
+        stream_answer(answerer, draft, collected)
         answer = answerer.finish(draft, collected)
     chats.add(conversation, "assistant", answer.text, answer.as_json())
     record(resources.store().engine, who.name, "ask", **answer_detail(answer))

@@ -51,7 +51,8 @@ def upload_section(cfg: Any) -> None:
     with st.form("upload", clear_on_submit=True):
         # Any type is accepted here so that what cannot be read is named with its reason, as
         # `ragqa ingest` names it, instead of being greyed out by the browser.
-        files = st.file_uploader("PDF, text, Markdown, HTML or DOCX", accept_multiple_files=True)
+        files = st.file_uploader("PDF, text, Markdown, HTML, DOCX, spreadsheets (CSV, XLSX) or scans "
+                                 "(PNG, JPEG, TIFF)", accept_multiple_files=True)
         collection = st.text_input("Collection", value="default")
         submitted = st.form_submit_button("Add to the library", icon=":material/upload:")
     if not (submitted and files):
@@ -62,7 +63,7 @@ def upload_section(cfg: Any) -> None:
     limit = int(cfg.max_file_mb * 2**20)
     paths, refused, skipped = [], [], []
     for f in files:
-        reason = skip_reason(Path(f.name))
+        reason = skip_reason(Path(f.name), cfg.ocr != "off")
         if reason is not None:
             skipped.append(Skipped(Path(f.name), reason))
             continue
@@ -111,15 +112,30 @@ def documents_section() -> None:
     if not rows:
         st.info("No documents match." if docs else "The library is empty.")
         return
+    from ingest.page_view import ocr_summary
+
+    ocr = ocr_summary(store.engine, [d.id for d in rows])
     st.dataframe([{"id": d.id, "title": d.title, "collection": d.collection, "status": d.status, "pages": d.pages,
-                   "chunks": d.chunks, "file": d.path.rsplit("/", 1)[-1], "error": d.error or ""} for d in rows],
+                   "chunks": d.chunks, "OCR": ocr_label(ocr.get(d.id)), "file": d.path.rsplit("/", 1)[-1],
+                   "error": d.error or ""} for d in rows],
                  hide_index=True, width="stretch")
+    if ocr:
+        st.caption("OCR: pages read from a scan or image, and the OCR engine's mean confidence; check the "
+                   "text of low-confidence pages against the original.")
     failed = [d for d in rows if d.status == "failed"]
     if failed:
         with st.expander(f"{len(failed)} failed", expanded=True):
             for d in failed:
                 st.markdown("- " + render.escape_markdown(f"{d.path.rsplit('/', 1)[-1]}: {d.error}"))
     delete_section(rows)
+
+
+def ocr_label(read: tuple[int, float] | None) -> str:
+    """"2 pages, 94% confidence" for a document OCR read, "" for one with a text layer."""
+    if read is None:
+        return ""
+    pages, confidence = read
+    return f"{pages} page{'s' if pages != 1 else ''}, {confidence:.0f}% confidence"
 
 
 def delete_section(rows: list[Any]) -> None:

@@ -12,7 +12,14 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Connection, Engine, inspect, select
 
-from rag.migrations import m0001_initial, m0002_conversations, m0003_access, m0004_chunking
+from rag.migrations import (
+    m0001_initial,
+    m0002_conversations,
+    m0003_access,
+    m0004_chunking,
+    m0005_api_keys,
+    m0006_page_ocr,
+)
 from rag.schema import schema_version
 
 STEPS: list[tuple[int, Callable[[Connection], None]]] = [
@@ -20,6 +27,8 @@ STEPS: list[tuple[int, Callable[[Connection], None]]] = [
     (2, m0002_conversations.upgrade),
     (3, m0003_access.upgrade),
     (4, m0004_chunking.upgrade),
+    (5, m0005_api_keys.upgrade),
+    (6, m0006_page_ocr.upgrade),
 ]
 
 LATEST = STEPS[-1][0]

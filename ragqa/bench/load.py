@@ -7,14 +7,17 @@ UI server do; the ingest is a separate `ragqa ingest` process committing into th
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
+import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +44,9 @@ def synthetic_corpus(folder: Path, files: int, seed: int = 0) -> Path:
 
 
 def bench_load(settings: Settings, users: int, duration_s: float, source: Path | None, files: int,
-               think_s: float) -> dict[str, Any]:
+               think_s: float, api: bool = False) -> dict[str, Any]:
+    """`api`: the users ask a `ragqa serve` process over HTTP (OpenAI-compatible chat, a key each)
+    instead of threads sharing an Answerer in this process."""
     from ingest.pipeline import ingest
     from rag.answer import Answerer
     from rag.consistency import check_store
@@ -56,14 +61,25 @@ def bench_load(settings: Settings, users: int, duration_s: float, source: Path |
         store = wiring.open_store(cfg)
         ingest([base], store, cfg, wiring.embedding_ref(cfg), collection="base",
                load_embedder=lambda: wiring.load_embedder(cfg))
-        retriever = wiring.retriever(cfg, store)
-        answerer = Answerer(retriever, ExtractiveGenerator(lambda t: retriever.embedder().encode(t)))
-        answerer.ask("warm up")
         env = {**os.environ, "RAGQA_HOME": str(cfg.home), "RAGQA_DATABASE_URL": ""}
+        server = contextlib.ExitStack()
+        generator: Any = None
+        if api:
+            ask = server.enter_context(api_server(store, env, users, home / "serve.log"))
+        else:
+            retriever = wiring.retriever(cfg, store)
+            generator = (wiring.generator(cfg, retriever) if wiring.generator_kind(cfg) == "native"
+                         else ExtractiveGenerator(lambda t: retriever.embedder().encode(t)))
+            answerer = Answerer(retriever, generator)
+            answerer.ask("warm up")
+            ask = lambda n, question: answerer.ask(question)  # noqa: E731 - one line, one use
         started = time.perf_counter()
         proc = subprocess.Popen([sys.executable, "-m", "ragqa.cli", "ingest", str(corpus), "--collection", "load",
                                  "--json"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        latencies, errors = _ask_for(answerer, users, duration_s, think_s)
+        with server:
+            latencies, errors, at_once = _ask_for(ask, users, duration_s, think_s)
+        # The native backend batches answers: the most it generated at once (1 under a lock).
+        generating = getattr(getattr(generator, "scheduler", None), "peak_batch", None)
         out, err = proc.communicate()
         ingest_s = time.perf_counter() - started
         summary = json.loads(out) if proc.returncode in (0, 1) and out.strip() else {}
@@ -72,8 +88,10 @@ def bench_load(settings: Settings, users: int, duration_s: float, source: Path |
         report = check_store(store)
         store.close()
     lat = np.array(latencies) if latencies else np.zeros(1)
-    return {"users": users, "duration_s": duration_s, "think_s": think_s, "questions": len(latencies),
-            "errors": len(errors), "error_examples": errors[:5],
+    return {"via": "http api (ragqa serve)" if api else "in process", "users": users, "duration_s": duration_s,
+            "think_s": think_s, "questions": len(latencies),
+            "errors": len(errors), "error_examples": errors[:5], "most_answers_at_once": at_once,
+            "most_answers_generating_at_once": generating,
             "p50_ms": round(float(np.percentile(lat, 50)) * 1000, 1),
             "p95_ms": round(float(np.percentile(lat, 95)) * 1000, 1),
             "questions_per_s": round(len(latencies) / duration_s, 2),
@@ -85,10 +103,13 @@ def bench_load(settings: Settings, users: int, duration_s: float, source: Path |
             "check_ok": report.ok}
 
 
-def _ask_for(answerer: Any, users: int, duration_s: float, think_s: float) -> tuple[list[float], list[str]]:
+def _ask_for(ask: Callable[[int, str], object], users: int, duration_s: float,
+             think_s: float) -> tuple[list[float], list[str], int]:
+    """Latencies, errors, and the most answers in progress at one moment (overlap in time)."""
     latencies: list[float] = []
     errors: list[str] = []
     lock = threading.Lock()
+    in_flight = [0, 0]  # now, most
     stop = time.perf_counter() + duration_s
 
     def user(n: int) -> None:
@@ -96,13 +117,18 @@ def _ask_for(answerer: Any, users: int, duration_s: float, think_s: float) -> tu
         while time.perf_counter() < stop:
             question = f"What does the {rng.choice(_WORDS)} {rng.choice(_WORDS)} section say?"
             t0 = time.perf_counter()
+            with lock:
+                in_flight[0] += 1
+                in_flight[1] = max(in_flight)
             try:
-                answerer.ask(question)
+                ask(n, question)
                 with lock:
                     latencies.append(time.perf_counter() - t0)
             except Exception as exc:  # noqa: BLE001 - counted and reported: that is the benchmark
                 with lock:
                     errors.append(f"{type(exc).__name__}: {str(exc)[:120]}")
+            with lock:
+                in_flight[0] -= 1
             time.sleep(rng.uniform(0, 2 * think_s))
 
     threads = [threading.Thread(target=user, args=(n,), daemon=True) for n in range(users)]
@@ -110,4 +136,53 @@ def _ask_for(answerer: Any, users: int, duration_s: float, think_s: float) -> tu
         t.start()
     for t in threads:
         t.join()
-    return latencies, errors
+    return latencies, errors, in_flight[1]
+
+
+@contextlib.contextmanager
+def api_server(store: Any, env: dict[str, str], users: int, log: Path) -> Iterator[Callable[[int, str], object]]:
+    """`ragqa serve` on the bench's store (extractive answers, no rate limit: the bench measures
+    the server, not the limiter), an admin account with a key per simulated user, and a function
+    that asks as user n over HTTP (raising with the server's reason on any non-200)."""
+    import urllib.error
+    import urllib.request
+
+    from rag.access import Accounts
+    from rag.keys import ApiKeys
+
+    Accounts(store.engine).add("bench", "admin")
+    keys = [ApiKeys(store.engine).create("bench")[1] for _ in range(users)]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    server_env = {**env, "RAGQA_GENERATOR": "extractive", "RAGQA_API_RATE_LIMIT": "0"}
+    with open(log, "w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "ragqa.cli", "serve", "--port", str(port)], env=server_env,
+                                stdout=out, stderr=subprocess.STDOUT)
+
+        def ask(n: int, question: str) -> object:
+            body = json.dumps({"model": "library", "messages": [{"role": "user", "content": question}]}).encode()
+            req = urllib.request.Request(url + "/v1/chat/completions", data=body, headers={
+                "Content-Type": "application/json", "Authorization": f"Bearer {keys[n]}"})
+            try:
+                with urllib.request.urlopen(req, timeout=300) as resp:
+                    return json.loads(resp.read())
+            except urllib.error.HTTPError as err:
+                raise RuntimeError(f"HTTP {err.code}: {err.read().decode()[:200]}") from None
+
+        try:
+            deadline = time.monotonic() + 180
+            while True:
+                try:
+                    with urllib.request.urlopen(url + "/healthz", timeout=5):
+                        break
+                except OSError:
+                    if proc.poll() is not None or time.monotonic() > deadline:
+                        raise RuntimeError(f"ragqa serve did not start: {log.read_text()[-500:]}") from None
+                    time.sleep(0.3)
+            ask(0, "warm up")
+            yield ask
+        finally:
+            proc.terminate()
+            proc.wait(60)

@@ -77,6 +77,8 @@ def bench_load(
     duration: Annotated[float, typer.Option(min=1, help="Seconds of asking.")] = 60,
     files: Annotated[int, typer.Option(min=1, help="Synthetic documents, when no PATH is given.")] = 300,
     think: Annotated[float, typer.Option(min=0, help="Mean pause between one user's questions (s).")] = 1.0,
+    api: Annotated[bool, typer.Option("--api", help="Ask a `ragqa serve` process over HTTP (a key per user) "
+                                      "instead of threads in this process.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Answer latency while a large ingest runs, in a store of its own; errors and lost documents."""
@@ -84,7 +86,7 @@ def bench_load(
     from ragqa.bench.load import bench_load as run
 
     wiring.offline()
-    result = run(settings(), users, duration, path, files, think)
+    result = run(settings(), users, duration, path, files, think, api=api)
     if as_json:
         _print_json(result)
     else:
@@ -100,13 +102,19 @@ def bench_generate(
     prompt_tokens: Annotated[int, typer.Option(min=1)] = 256,
     new_tokens: Annotated[int, typer.Option(min=1)] = 64,
     reference: Annotated[bool, typer.Option(help="Also time transformers' generate on the same weights.")] = True,
+    concurrency: Annotated[list[int] | None, typer.Option(
+        "--concurrency", min=1, help="Also N requests started together through the batching scheduler "
+                                     "(repeatable).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Prefill and decode tokens/s, time to first token and peak memory, each in a fresh process."""
-    from ragqa.bench.generate import bench_all
+    from ragqa.bench.generate import bench_all, bench_concurrency
 
     cfg = settings()
-    result = bench_all(model_dir(model), prompt_tokens, new_tokens, cfg.expert_cache_mb, reference)
+    folder = model_dir(model)
+    result = bench_all(folder, prompt_tokens, new_tokens, cfg.expert_cache_mb, reference)
+    if concurrency:
+        result["concurrency"] = bench_concurrency(folder, concurrency, prompt_tokens, new_tokens, cfg.expert_cache_mb)
     if as_json:
         _print_json(result)
         return
@@ -115,3 +123,43 @@ def bench_generate(
                    f"first token {r['first_token_ms']:>7.1f} ms  peak {r['peak_mib']:>7.1f} MiB")
     for key, value in result["comparisons"].items():
         typer.echo(f"{key}: {value}")
+    for r in result.get("concurrency", []):
+        typer.echo(f"concurrency {r['concurrency']:>3}: decode {r['aggregate_decode_tok_s']:>7.1f} tok/s in all, "
+                   f"{r['per_request_decode_tok_s']:>6.1f} per request  first token p50 {r['ttft_p50_ms']:>7.1f} ms "
+                   f"p95 {r['ttft_p95_ms']:>7.1f} ms  peak {r['peak_mib']:>7.1f} MiB")
+
+
+@bench_app.command("ocr")
+@edge
+def bench_ocr(
+    folder: Annotated[Path, typer.Argument(help="Page images (NAME.png) with their text (NAME.txt).")],
+    generate: Annotated[int, typer.Option("--generate", min=0, help="First write this many generated scanned "
+                                          "pages (200 dpi, several fonts, noise, slight rotation) into FOLDER.")] = 0,
+    engine: Annotated[list[str] | None, typer.Option("--engine", help="tesseract (ours) or rapidocr (for "
+                                                     "comparison, if installed); repeatable.")] = None,
+    limit: Annotated[int, typer.Option(min=0, help="Read only the first N pages (0: all).")] = 0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Character error rate and pages/minute of OCR on scanned pages with known text."""
+    from rag.errors import ConfigError
+    from ragqa.bench import ocr as b
+
+    engines = engine or ["tesseract"]
+    unknown = [e for e in engines if e not in b.ENGINES]
+    if unknown:
+        raise ConfigError(f"unknown OCR engine {unknown[0]!r} (known: {', '.join(b.ENGINES)})")
+    result: dict[str, Any] = {}
+    if generate:
+        result["generated"] = b.generate(folder, generate)
+    elif not folder.is_dir():
+        raise ConfigError(f"no such folder: {folder} (--generate N makes a set)")
+    result["engines"] = b.bench_ocr(folder, engines, settings().ocr_languages, limit)
+    if as_json:
+        _print_json(result)
+        return
+    for name, r in result["engines"].items():
+        if "error" in r:
+            typer.echo(f"{name:<10} {r['error']}")
+        else:
+            typer.echo(f"{name:<10} CER {100 * r['cer']:.2f}% (worst page {100 * r['worst_page_cer']:.2f}%)  "
+                       f"{r['pages_per_minute']:.1f} pages/min over {r['pages']} pages")

@@ -117,17 +117,26 @@ def make_tiny(
     kv_heads: Annotated[int, typer.Option(min=1)] = 2,
     sliding_window: Annotated[int, typer.Option(min=1)] = 128,
     seed: int = 0,
+    intermediate: Annotated[int, typer.Option(min=0, help="Expert width, a multiple of 32 (0: hidden).")] = 0,
+    head_dim: Annotated[int, typer.Option(min=0, help="0: hidden / heads (gpt-oss-20b: 64).")] = 0,
+    vocab: Annotated[int, typer.Option(min=0, help="vocab_size (0: the test tokenizer's; 20b: 201088).")] = 0,
 ) -> None:
-    """Write a small random gpt-oss checkpoint in the published layout (MXFP4 experts)."""
+    """Write a random gpt-oss checkpoint of any shape in the published layout (MXFP4 experts),
+    streamed to disk: gpt-oss-20b's is --layers 24 --hidden 2880 --heads 64 --head-dim 64
+    --kv-heads 8 --experts 32 --experts-per-token 4 --vocab 201088."""
     from llm.errors import LlmError
     from llm.tiny import TinySpec, make_tiny_checkpoint
 
-    if hidden % 32 or hidden % heads or experts_per_token > experts or heads % kv_heads:
-        raise LlmError("hidden must be a multiple of 32 and of heads; heads a multiple of kv-heads; "
-                       "experts-per-token at most experts")
-    spec = TinySpec(layers=layers, hidden=hidden, intermediate=hidden, heads=heads, kv_heads=kv_heads,
-                    head_dim=hidden // heads, experts=experts, experts_per_token=experts_per_token,
-                    sliding_window=sliding_window, seed=seed)
+    intermediate = intermediate or hidden
+    if not head_dim and hidden % heads:
+        raise LlmError("hidden must be a multiple of heads, or give --head-dim")
+    head_dim = head_dim or hidden // heads
+    if hidden % 32 or intermediate % 32 or head_dim % 2 or experts_per_token > experts or heads % kv_heads:
+        raise LlmError("hidden and intermediate must be multiples of 32, head-dim even; heads a multiple of "
+                       "kv-heads; experts-per-token at most experts")
+    spec = TinySpec(layers=layers, hidden=hidden, intermediate=intermediate, heads=heads, kv_heads=kv_heads,
+                    head_dim=head_dim, experts=experts, experts_per_token=experts_per_token,
+                    sliding_window=sliding_window, seed=seed, vocab=vocab)
     make_tiny_checkpoint(folder, spec)
     typer.echo(f"wrote {folder}")
 

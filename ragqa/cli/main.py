@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from ragqa.cli import access, bench, llm
+from ragqa.cli import access, bench, keys, llm
 from ragqa.cli.common import JsonOpt, edge, settings
 from ragqa.cli.common import print_json as _print_json
 from ragqa.cli.eval import eval_app
@@ -263,6 +263,7 @@ def ask(
     from rag.answer import REASONING_LEVELS, Collected
     from rag.errors import ConfigError
     from rag.retrieval import Scope
+    from rag.tools import Step
     from ragqa import wiring
 
     wiring.offline()
@@ -284,8 +285,14 @@ def ask(
     if not as_json and draft.search_query != draft.question:
         typer.echo(f"searched for: {draft.search_query}\n")
     collected = Collected()
+    # With tools, each step is printed as it runs and the answer once its line citations are resolved.
+    streamed = not draft.prompt.tools
     for piece in answerer.stream(draft, collected):
-        if not as_json and piece.channel == "final":
+        if as_json:
+            continue
+        if isinstance(piece, Step):
+            typer.echo(f"- {piece.summary}")
+        elif streamed and piece.channel == "final":
             typer.echo(piece.text, nl=False)
     answer = answerer.finish(draft, collected)
     record(store.engine, user or cli_user(), "ask", **answer_detail(answer))
@@ -295,6 +302,8 @@ def ask(
     if as_json:
         _print_json(answer.as_json())
         return
+    if not streamed:
+        typer.echo(("\n" if answer.steps else "") + answer.text, nl=False)
     typer.echo()
     _print_answer_details(answer, show_reasoning)
 
@@ -326,6 +335,8 @@ def _print_answer_details(answer: Any, show_reasoning: bool) -> None:
             typer.echo(f"      p. {q.page}, characters {q.start}-{q.end}: " + " ".join(q.text.split())[:160])
     for d in answer.dropped:
         typer.echo(f"  left out: {d}")
+    for note in answer.notes:
+        typer.echo(f"  note: {note}")
     for problem in answer.problems:
         typer.echo(f"  citation problem: {problem}", err=True)
 
@@ -381,6 +392,7 @@ def _oidc_configured() -> bool:
 # After the commands above, so that `ragqa --help` lists them first.
 llm.register(app)
 access.register(app)
+keys.register(app)
 
 
 def main() -> None:
