@@ -8,7 +8,7 @@ from datetime import date
 import pytest
 from sqlalchemy import select
 
-from llm.generator import FakeGenerator, Source
+from llm.generator import FakeGenerator, Piece, Source
 from rag import schema as s
 from rag.answer import Answerer, Collected, fit_sources, page_offset, quote_ref
 from rag.citations import check, claims
@@ -122,7 +122,8 @@ def test_reasoning_is_kept_apart_from_the_answer(handbook) -> None:
     collected = Collected()
     chunks = list(answerer.stream(draft, collected))
     answer = answerer.finish(draft, collected)
-    assert [c for c in chunks if c.channel == "analysis"] and answer.reasoning == "Looking at the sources."
+    assert [c for c in chunks if isinstance(c, Piece) and c.channel == "analysis"]
+    assert answer.reasoning == "Looking at the sources."
     assert "Looking" not in answer.text and answer.sources[0].cited
 
 

@@ -27,6 +27,7 @@ class Scripted:
 
     name = "scripted"
     extractive = False
+    tools_capable = False
 
     def __init__(self, final: str = "", fail: bool = False, context: int = 8192) -> None:
         self.final, self.fail, self.context = final, fail, context

@@ -4,7 +4,7 @@ conversation."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import replace
 from datetime import date
 from pathlib import Path
@@ -13,9 +13,16 @@ from typing import Any
 import pytest
 
 from llm.errors import GeneratorError
-from llm.generator import FakeGenerator, Piece, Prompt, Source, Turn
+from llm.generator import FakeGenerator, Piece, Prompt, Source, ToolCall, Turn
 from rag.prompt import user_message
 from tests.openai_standin import StandIn
+
+
+def pieces(stream: Iterable[Piece | ToolCall]) -> list[Piece]:
+    """A stream offered no tools: pieces only."""
+    out = list(stream)
+    assert all(isinstance(c, Piece) for c in out), out
+    return [c for c in out if isinstance(c, Piece)]
 
 
 def prompt_for(question: str, sources: tuple[Source, ...], instructions: str = "Answer only from the sources.",
@@ -76,7 +83,7 @@ def test_openai_backend_passes_reasoning_and_separates_channels() -> None:
     from llm.openai_server import OpenAIGenerator
 
     with StandIn(["It opened in 1932 [1]."], ["Looking at [1]."]) as server:
-        chunks = list(OpenAIGenerator(server.url, "gpt-oss-test").stream(PROMPT))
+        chunks = pieces(OpenAIGenerator(server.url, "gpt-oss-test").stream(PROMPT))
         request = server.requests[0]
     assert [c.channel for c in chunks] == ["analysis", "final"]
     assert request["reasoning_effort"] == "low" and request["stream"] is True and request["model"] == "gpt-oss-test"
@@ -109,9 +116,9 @@ def test_native_backend_streams_its_tokens_through_harmony(tiny_model: Path) -> 
     from llm.native import NativeGenerator
 
     gen = NativeGenerator(tiny_model, device="cpu", dtype="float32", context=1024, seed=0)
-    first = "".join(c.text for c in gen.stream(PROMPT))
+    first = "".join(c.text for c in pieces(gen.stream(PROMPT)))
     again = NativeGenerator(tiny_model, device="cpu", dtype="float32", context=1024, seed=0)
-    assert "".join(c.text for c in again.stream(PROMPT)) == first  # the seed decides the tokens
+    assert "".join(c.text for c in pieces(again.stream(PROMPT))) == first  # the seed decides the tokens
     assert gen.count_tokens("<|start|>") > 1  # special-token text stays text
 
 
