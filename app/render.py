@@ -59,7 +59,7 @@ def highlight_boxes(image: Any, boxes: Sequence[tuple[float, float, float, float
     return Image.alpha_composite(page, layer).convert("RGB")
 
 
-def steps_label(steps: Sequence[dict[str, object]]) -> str:
+def steps_label(steps: Sequence[object]) -> str:
     """The closed box's label over an answer's tool steps."""
     n = len(steps)
     return f"Searched the library: {n} step{'s' if n != 1 else ''}"

@@ -18,7 +18,7 @@ from rag.errors import LoadError, one_line
 if TYPE_CHECKING:
     from pypdf import PageObject, PasswordType, PdfReader
 
-    from ingest.ocr import OcrPage
+    from rag.records import PageOcr
 
 _SNIFF = 8192
 _PREFERRED = ("utf_8", "cp1252", "latin_1", "iso8859_15")
@@ -31,7 +31,7 @@ class LoadedFile:
     paginated: bool
     warnings: tuple[str, ...] = ()
     heading: str = ""  # the document's first heading, where the format marks one
-    ocr: dict[int, OcrPage] = field(default_factory=dict)  # 1-based page number -> how OCR read it
+    ocr: dict[int, PageOcr] = field(default_factory=dict)  # 1-based page number -> how OCR read it
 
 
 @dataclass(frozen=True)
@@ -55,9 +55,9 @@ def load_file(path: Path, doc_type: str, passwords: list[str], options: ReadOpti
         loaded = _READERS[doc_type](data)
     if not any(p.strip() for p in loaded.pages):
         raise LoadError(_no_text_reason(doc_type, options, loaded.warnings))
-    heading = loaded.heading or next((h for h in map(first_line, loaded.pages) if h), "")
-    if doc_type in ("csv", "xlsx"):  # a header row or a sheet's name is not a title: the file's name is
-        heading = ""
+    # A spreadsheet's header row or sheet name is not a title: the file's name is.
+    heading = "" if doc_type in ("csv", "xlsx") else (
+        loaded.heading or next((h for h in map(first_line, loaded.pages) if h), ""))
     return LoadedFile(choose_title(loaded.title, heading, path.name), loaded.pages, loaded.paginated,
                       loaded.warnings, ocr=loaded.ocr)
 
@@ -248,19 +248,19 @@ def _read_pdf(data: bytes, passwords: list[str], options: ReadOptions) -> Loaded
             unreadable += 1
         if pages[-1].strip() and _draws_lines(page):
             ruled.append(i)
-    warnings = [f"{unreadable} of {n_pages} pages could not be read"] if unreadable else []
     if ruled:
         for i, text in pdf_table_pages(data, passwords, ruled).items():
             pages[i] = _normalise_newlines(text)
-    ocr: dict[int, OcrPage] = {}
-    if options.ocr:
+    ocr: dict[int, PageOcr] = {}
+    ocr_warnings: list[str] = []
+    if options.ocr:  # OCR's text is kept as read: its word boxes point into it
         from ingest.scans import ocr_pdf_pages
 
         scan = ocr_pdf_pages(data, passwords, pages, options.ocr_languages)
-        if scan.ocr:
-            warnings = [w for w in warnings if "could not be read" not in w]  # OCR read them
-        pages, ocr, warnings = [_normalise_newlines(p) for p in scan.pages], scan.ocr, warnings + scan.warnings
-    return LoadedFile(_pdf_title(reader), pages, paginated=True, warnings=tuple(warnings), ocr=ocr)
+        pages, ocr, ocr_warnings = scan.pages, scan.ocr, scan.warnings
+    # Pages pypdf could not read have no text, so OCR was given them: once it read any, it speaks for them.
+    unread = [f"{unreadable} of {n_pages} pages could not be read"] if unreadable and not ocr else []
+    return LoadedFile(_pdf_title(reader), pages, paginated=True, warnings=(*unread, *ocr_warnings), ocr=ocr)
 
 
 def _draws_lines(page: PageObject) -> bool:

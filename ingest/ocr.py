@@ -24,8 +24,8 @@ if TYPE_CHECKING:
 #: Where distributions put Tesseract's language data (Debian's tesseract-ocr-eng, Homebrew, source builds).
 _TESSDATA_DIRS = ("/usr/share/tesseract-ocr/5/tessdata", "/usr/share/tesseract-ocr/4.00/tessdata",
                   "/usr/share/tessdata", "/usr/local/share/tessdata", "/opt/homebrew/share/tessdata")
-#: A page OCR'd at this resolution; scans and PDF pages are rendered to it (Tesseract reads 10 pt
-#: text reliably from 200 dpi up; more costs time without gaining accuracy on our measurements).
+#: PDF pages without text are rendered at this resolution for OCR (Tesseract reads 10 pt text
+#: reliably from 200 dpi up: `ragqa bench ocr` pages are 200 dpi scans; higher was not measured).
 OCR_DPI = 200
 #: Pixels of the longer side above which an image is scaled down first: a 60-megapixel photo of a
 #: page holds no more text than a 200 dpi scan, and would cost minutes and gigabytes.
@@ -35,10 +35,6 @@ _MAX_SIDE = 4000
 _MIN_SIDE = 1700
 #: Below this mean word confidence a page may be sideways or upside down: orientation is checked.
 _DOUBTFUL = 65.0
-
-
-#: One page's OCR (a plain record, so that the store can keep it).
-OcrPage = PageOcr
 
 
 def tessdata_dir() -> str | None:
@@ -103,7 +99,7 @@ def prepare(image: Image) -> Image:
     return image
 
 
-def ocr_image(image: Image, languages: str = "eng") -> OcrPage:
+def ocr_image(image: Image, languages: str = "eng") -> PageOcr:
     """Read one page image with Tesseract. Raises LoadError when the engine cannot run."""
     import tesserocr
 
@@ -115,14 +111,14 @@ def ocr_image(image: Image, languages: str = "eng") -> OcrPage:
         turned = _read_best(api, image.rotate(turn, expand=True), tesserocr.RIL)
         if turned.confidence > page.confidence:
             words = [(a, b, *_turn_back(turn, box)) for a, b, *box in turned.words]
-            page = OcrPage(turned.text, words, turned.confidence)
+            page = PageOcr(turned.text, words, turned.confidence)
     return page
 
 
-def _read_best(api: Any, image: Image, ril: Any) -> OcrPage:
+def _read_best(api: Any, image: Image, ril: Any) -> PageOcr:
     """Tesseract's global (Otsu) threshold first; on a doubtful result, Sauvola's local threshold,
     which reads a photo lit unevenly (one side in shadow: Otsu turns it black and reads nothing).
-    Not always: on even scans Sauvola was 20% slower and no more accurate (`ragqa bench ocr`)."""
+    Not always: on even scans Sauvola was slower and no more accurate (an unrecorded trial)."""
     page = _recognize(api, image, ril)
     if page.confidence >= _DOUBTFUL:
         return page
@@ -134,7 +130,7 @@ def _read_best(api: Any, image: Image, ril: Any) -> OcrPage:
     return local if local.confidence > page.confidence else page
 
 
-def _recognize(api: Any, image: Image, ril: Any) -> OcrPage:
+def _recognize(api: Any, image: Image, ril: Any) -> PageOcr:
     api.SetImage(image)
     try:
         api.Recognize()
@@ -176,7 +172,7 @@ def _turn_back(turn: int, box: list[float]) -> tuple[float, float, float, float]
     return round(out[0], 5), round(out[1], 5), round(out[2], 5), round(out[3], 5)
 
 
-def _collect(api: Any, width: int, height: int, ril: Any) -> OcrPage:
+def _collect(api: Any, width: int, height: int, ril: Any) -> PageOcr:
     """Text in reading order: words by spaces, lines by newlines, and a blank line where the gap
     above a line is about a line high or more (a paragraph); Tesseract's own blocks and paragraphs
     split a paragraph whose lines are indented differently, which would cut its sentences."""
@@ -216,10 +212,10 @@ def _collect(api: Any, width: int, height: int, ril: Any) -> OcrPage:
             parts.append(word)
             pos += len(word)
     confidence = sum(confidences) / len(confidences) if confidences else 0.0
-    return OcrPage("".join(parts), words, round(confidence, 1))
+    return PageOcr("".join(parts), words, round(confidence, 1))
 
 
-def try_ocr(image: Image, languages: str, page_no: int) -> tuple[OcrPage | None, str | None]:
+def try_ocr(image: Image, languages: str, page_no: int) -> tuple[PageOcr | None, str | None]:
     """OCR one page on its own: a page the engine cannot read gives (None, a warning naming it),
     so the others are kept. An engine that cannot start at all (no language data) raises
     LoadError and fails the whole file, as does memory exhaustion."""

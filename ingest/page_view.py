@@ -73,17 +73,14 @@ def merge_lines(boxes: list[Box]) -> list[Box]:
     return [(a, b, c, d) for a, b, c, d in lines]
 
 
-def page_image(path: Path, doc_type: str, page_no: int, dpi: int = VIEW_DPI) -> Image | None:
-    """The page as a picture, or None (another format, a missing or unreadable file)."""
+def page_image(doc: Any, path: Path, doc_type: str, page_no: int, dpi: int = VIEW_DPI) -> Image | None:
+    """The page as a picture, or None (another format, a missing or unreadable file). `doc`: the
+    PDF opened by `open_pdf` (None for an image file)."""
     try:
         if doc_type == "pdf":
-            from ingest.scans import open_pdf, render_pdf_page
+            from ingest.scans import render_pdf_page
 
-            pdf: Any = open_pdf(path.read_bytes(), [])
-            try:
-                return render_pdf_page(pdf, page_no - 1, dpi).convert("RGB")
-            finally:
-                pdf.close()
+            return render_pdf_page(doc, page_no - 1, dpi).convert("RGB")
         if doc_type == "image":
             from PIL import Image, ImageOps, ImageSequence
 
@@ -96,38 +93,34 @@ def page_image(path: Path, doc_type: str, page_no: int, dpi: int = VIEW_DPI) -> 
     return None
 
 
-def text_pdf_boxes(path: Path, page_no: int, quotes: list[str]) -> list[Box]:
-    """Boxes of the quoted text on a PDF page with a text layer, line by line (pdfium's text and
-    pypdf's differ in line breaks and spaces, so each line of a quote is found on its own)."""
-    import pypdfium2 as pdfium
-
+def text_pdf_boxes(pdf: Any, page_no: int, quotes: list[str]) -> list[Box]:
+    """Boxes of the quoted text on a page of `pdf` (a pdfium document) with a text layer, line by
+    line (pdfium's text and pypdf's differ in line breaks and spaces, so each line of a quote is
+    found on its own)."""
     boxes: list[Box] = []
-    pdf = pdfium.PdfDocument(path.read_bytes())
-    try:
-        page = pdf[page_no - 1]
-        left, bottom, right, top = page.get_cropbox()
-        width, height = right - left, top - bottom
-        text = page.get_textpage()
-        for quote in quotes:
-            for line in (ln.strip() for ln in quote.split("\n")):
-                if len(line) < 4:
-                    continue
-                found = text.search(line, match_case=True).get_next()
-                if not found:
-                    continue
-                first, count = found
-                for i in range(first, first + count):
-                    x0, y0, x1, y1 = text.get_charbox(i)
-                    if x1 > x0:
-                        boxes.append(((x0 - left) / width, (top - y1) / height, (x1 - left) / width,
-                                      (top - y0) / height))
-    finally:
-        pdf.close()
+    page = pdf[page_no - 1]
+    left, bottom, right, top = page.get_cropbox()
+    width, height = right - left, top - bottom
+    text = page.get_textpage()
+    for quote in quotes:
+        for line in (ln.strip() for ln in quote.split("\n")):
+            if len(line) < 4:
+                continue
+            found = text.search(line, match_case=True).get_next()
+            if not found:
+                continue
+            first, count = found
+            for i in range(first, first + count):
+                x0, y0, x1, y1 = text.get_charbox(i)
+                if x1 > x0:
+                    boxes.append(((x0 - left) / width, (top - y1) / height, (x1 - left) / width,
+                                  (top - y0) / height))
     return merge_lines(boxes)
 
 
 def cited_pages(engine: Engine, source: dict[str, Any], dpi: int = VIEW_DPI) -> list[CitedPage]:
-    """The pages a source's quotes cite, with the cited lines' boxes; [] when there is no picture."""
+    """The pages a source's quotes cite, with the cited lines' boxes; [] when there is no picture.
+    A PDF is read and opened once for all its cited pages."""
     path = Path(source["path"])
     doc_type = doc_type_of(path) or ""
     if doc_type not in ("pdf", "image") or not path.is_file():
@@ -135,20 +128,36 @@ def cited_pages(engine: Engine, source: dict[str, Any], dpi: int = VIEW_DPI) -> 
     by_page: dict[int, list[dict[str, Any]]] = {}
     for q in source.get("quotes", []):
         by_page.setdefault(int(q["page"]), []).append(q)
-    out = []
-    for page_no, quotes in sorted(by_page.items()):
-        image = page_image(path, doc_type, page_no, dpi)
-        if image is None:
-            continue
-        stored = page_words(engine, int(source["document_id"]), page_no)
-        if stored is not None:
-            confidence, words = stored
-            boxes = [b for q in quotes for b in span_boxes(words, int(q["start"]), int(q["end"]))]
-            out.append(CitedPage(page_no, image, boxes, confidence))
-        elif doc_type == "pdf":
-            try:
-                boxes = text_pdf_boxes(path, page_no, [str(q["text"]) for q in quotes])
-            except Exception:  # noqa: BLE001 - the page without highlights is still worth showing
-                boxes = []
-            out.append(CitedPage(page_no, image, boxes, None))
-    return out
+    pdf: Any = None
+    if doc_type == "pdf":
+        from ingest.scans import open_pdf
+
+        try:
+            pdf = open_pdf(path.read_bytes(), [])
+        except Exception:  # noqa: BLE001 - no picture is no loss: the text view stays
+            return []
+    try:
+        return [page for page_no, quotes in sorted(by_page.items())
+                if (page := _cited_page(engine, source, pdf, path, doc_type, page_no, quotes, dpi))]
+    finally:
+        if pdf is not None:
+            pdf.close()
+
+
+def _cited_page(engine: Engine, source: dict[str, Any], pdf: Any, path: Path, doc_type: str, page_no: int,
+                quotes: list[dict[str, Any]], dpi: int) -> CitedPage | None:
+    image = page_image(pdf, path, doc_type, page_no, dpi)
+    if image is None:
+        return None
+    stored = page_words(engine, int(source["document_id"]), page_no)
+    if stored is not None:
+        confidence, words = stored
+        return CitedPage(page_no, image, [b for q in quotes for b in span_boxes(words, int(q["start"]), int(q["end"]))],
+                         confidence)
+    if doc_type != "pdf":
+        return None
+    try:
+        boxes = text_pdf_boxes(pdf, page_no, [str(q["text"]) for q in quotes])
+    except Exception:  # noqa: BLE001 - the page without highlights is still worth showing
+        boxes = []
+    return CitedPage(page_no, image, boxes, None)

@@ -70,11 +70,10 @@ def _tables_with_headers(pages: list[str], ocr_pages: set[int], chunker: Any) ->
     """Long Markdown tables cut into pieces of at most a chunk that each repeat the header row;
     the chunker starts a chunk at every table (piece), so no chunk holds rows without their
     header. OCR'd pages are left as read: their word boxes point into that text."""
-    from ingest.tables import has_table, repeat_headers
+    from ingest.tables import repeat_headers
 
     budget = max(16, chunker.max_tokens - 4)
-    return [p if n in ocr_pages or not has_table(p) else repeat_headers(p, chunker.count_tokens, budget)
-            for n, p in enumerate(pages, 1)]
+    return [p if n in ocr_pages else repeat_headers(p, chunker.count_tokens, budget) for n, p in enumerate(pages, 1)]
 
 
 class FileReader:

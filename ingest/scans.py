@@ -13,8 +13,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from ingest.ocr import OCR_DPI, OcrPage, try_ocr
+from ingest.ocr import OCR_DPI, try_ocr
 from rag.errors import LoadError, one_line
+from rag.records import PageOcr
 
 if TYPE_CHECKING:
     from PIL.Image import Image
@@ -27,7 +28,7 @@ MIN_TEXT_CHARS = 20
 @dataclass
 class ScanResult:
     pages: list[str]
-    ocr: dict[int, OcrPage] = field(default_factory=dict)  # 1-based page number -> its OCR
+    ocr: dict[int, PageOcr] = field(default_factory=dict)  # 1-based page number -> its OCR
     warnings: list[str] = field(default_factory=list)
 
 
@@ -98,11 +99,15 @@ def render_pdf_page(pdf: object, page_index: int, dpi: int = OCR_DPI) -> Image:
         page.close()
 
 
+def _visible(text: str) -> int:
+    return sum(not ch.isspace() for ch in text)
+
+
 def ocr_pdf_pages(data: bytes, passwords: list[str], pages: list[str], languages: str) -> ScanResult:
     """`pages` (a PDF's text layer, page by page) with every page that has no text replaced by
     its OCR. A page that cannot be rendered or read stays empty, with a warning."""
     out = ScanResult(list(pages))
-    need = [i for i, text in enumerate(pages) if sum(not ch.isspace() for ch in text) < MIN_TEXT_CHARS]
+    need = [i for i, text in enumerate(pages) if _visible(text) < MIN_TEXT_CHARS]
     if not need:
         return out
     try:
@@ -124,7 +129,7 @@ def ocr_pdf_pages(data: bytes, passwords: list[str], pages: list[str], languages
                 break
             if warning:
                 out.warnings.append(warning)
-            if page is not None and sum(not ch.isspace() for ch in page.text) > len(pages[i].strip()):
+            if page is not None and _visible(page.text) > len(pages[i].strip()):
                 out.pages[i] = page.text
                 out.ocr[i + 1] = page
     finally:

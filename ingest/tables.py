@@ -60,53 +60,50 @@ def _blocks(lines: list[str]) -> list[tuple[int, int]]:
     return out
 
 
-def has_table(text: str) -> bool:
-    return "|" in text and bool(_blocks(text.split("\n")))
+def _rewrite_tables(text: str, rewrite: Callable[[list[str], str, str], list[str]]) -> str:
+    """`text` with the lines of each Markdown table replaced by `rewrite(table lines, line before,
+    line after)` (the neighbours are "" at either end of the text)."""
+    if "|" not in text:
+        return text
+    lines = text.split("\n")
+    blocks = _blocks(lines)
+    if not blocks:
+        return text
+    out: list[str] = []
+    pos = 0
+    for a, b in blocks:
+        out += lines[pos:a]
+        out += rewrite(lines[a:b], lines[a - 1] if a else "", lines[b] if b < len(lines) else "")
+        pos = b
+    out += lines[pos:]
+    return "\n".join(out)
 
 
 def set_apart(text: str) -> str:
     """Blank lines around each table, trailing spaces off its lines: a table is a paragraph of its
     own (trafilatura runs a table into the text around it)."""
-    lines = text.split("\n")
-    blocks = _blocks(lines)
-    if not blocks:
-        return text
-    out: list[str] = []
-    pos = 0
-    for a, b in blocks:
-        out += lines[pos:a]
-        if out and out[-1].strip():
-            out.append("")
-        out += [line.rstrip() for line in lines[a:b]]
-        if b < len(lines) and lines[b].strip():
-            out.append("")
-        pos = b
-    out += lines[pos:]
-    return "\n".join(out)
+
+    def apart(table: list[str], before: str, after: str) -> list[str]:
+        return [""] * bool(before.strip()) + [line.rstrip() for line in table] + [""] * bool(after.strip())
+
+    return _rewrite_tables(text, apart)
 
 
 def repeat_headers(text: str, count_tokens: Callable[[str], int], budget: int) -> str:
     """`text` with every table longer than `budget` tokens written as several tables of at most
     `budget` tokens, each with the header row and rule, separated by blank lines."""
-    lines = text.split("\n")
-    blocks = _blocks(lines)
-    if not blocks:
-        return text
-    out: list[str] = []
-    pos = 0
-    for a, b in blocks:
-        out += lines[pos:a]
-        header = lines[a:a + 2]
-        rows = lines[a + 2:b]
+
+    def split(table: list[str], _before: str, _after: str) -> list[str]:
+        header, rows = table[:2], table[2:]
         head_cost = count_tokens("\n".join(header))
         if head_cost + sum(count_tokens(r) for r in rows) <= budget:
-            out += lines[a:b]
-        else:
-            for i, part in enumerate(_parts(rows, count_tokens, max(1, budget - head_cost))):
-                out += ([""] if i else []) + header + part
-        pos = b
-    out += lines[pos:]
-    return "\n".join(out)
+            return table
+        out: list[str] = []
+        for i, part in enumerate(_parts(rows, count_tokens, max(1, budget - head_cost))):
+            out += ([""] if i else []) + header + part
+        return out
+
+    return _rewrite_tables(text, split)
 
 
 def _parts(rows: list[str], count_tokens: Callable[[str], int], budget: int) -> list[list[str]]:

@@ -8,9 +8,18 @@ import hashlib
 import os
 import re
 import unicodedata
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+from ingest.formats import EXTENSIONS
 from rag.errors import LoadError
+
+if TYPE_CHECKING:
+    from ingest.pipeline import IngestSummary, Progress
+    from rag.embedder import EmbeddingModelRef
+    from rag.settings import Settings
+    from rag.store import Store
 
 _UNSAFE = re.compile(r"[^\w.\- ()]+", re.UNICODE)
 
@@ -28,7 +37,7 @@ def safe_name(name: str) -> str:
 
 _KIND_OF_SUFFIX = {".pdf": "pdf", ".docx": "docx", ".html": "text", ".htm": "text", ".txt": "text", ".md": "text",
                    ".markdown": "text", ".csv": "text", ".tsv": "text", ".xlsx": "xlsx", ".xlsm": "xlsx",
-                   **{ext: "image" for ext in (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp")}}
+                   **{ext: "image" for ext, kind in EXTENSIONS.items() if kind == "image"}}
 
 
 def _is_image(data: bytes) -> bool:
@@ -90,3 +99,18 @@ def save_upload(folder: Path, name: str, data: bytes, max_bytes: int) -> Path:
         tmp.write_bytes(data)
         os.replace(tmp, target)
     return target
+
+
+def ingest_uploads(paths: list[Path], store: Store, settings: Settings, ref: EmbeddingModelRef, *, user: str,
+                   collection: str, files: list[str], load_embedder: Callable[[], Any],
+                   progress: Progress | None = None, **audit: Any) -> IngestSummary:
+    """Ingest saved uploads into `collection` and record who uploaded `files` (the names as sent):
+    what the Library page's upload and the API's POST /v1/documents share."""
+    from ingest.pipeline import ingest
+    from rag.audit import record
+
+    summary = ingest(paths, store, settings, ref, collection=collection, load_embedder=load_embedder,
+                     progress=progress)
+    record(store.engine, user, "upload", collection=collection, files=files, changes=summary.changes,
+           failed=len(summary.failed), **audit)
+    return summary

@@ -96,19 +96,11 @@ def moe_one_token(lib: ctypes.CDLL, x: torch.Tensor, experts: torch.Tensor, weig
                   tensors: tuple[torch.Tensor, ...], limit: float, alpha: float) -> torch.Tensor:
     """x [hidden] float32, experts [K] int64, weights [K] float32 -> [hidden].
     tensors: the layer's expert tensors as `kernel_tensors` returns them."""
-    gu_blocks, gu_scales, gu_bias, dn_blocks, dn_scales, dn_bias = tensors
-    hidden, inter = x.shape[0], dn_blocks.shape[2] * 32
-    if hidden != gu_blocks.shape[2] * 32:  # C would read past the activations
-        raise ValueError(f"hidden size {hidden} does not match the experts' {gu_blocks.shape[2] * 32}")
-    assert x.dtype == torch.float32 and x.is_contiguous() and gu_bias.dtype == torch.float32
+    hidden, inter = _check_moe(x, tensors)
     assert experts.dtype == torch.int64 and weights.dtype == torch.float32
     out = torch.zeros_like(x)
-    status = lib.moe_one_token(
-        x.data_ptr(), hidden, inter, experts.shape[0], experts.data_ptr(), weights.data_ptr(),
-        gu_blocks.data_ptr(), gu_scales.data_ptr(), gu_bias.data_ptr(),
-        dn_blocks.data_ptr(), dn_scales.data_ptr(), dn_bias.data_ptr(), limit, alpha, out.data_ptr())
-    if status != 0:
-        raise MemoryError("CPU kernel: no memory for its scratch buffers")
+    _ok(lib.moe_one_token(x.data_ptr(), hidden, inter, experts.shape[0], experts.data_ptr(), weights.data_ptr(),
+                          *_pointers(tensors), limit, alpha, out.data_ptr()))
     return out
 
 
@@ -117,24 +109,36 @@ def moe_batch(lib: ctypes.CDLL, x: torch.Tensor, experts: torch.Tensor, weights:
     """x [N, hidden] float32, experts [N, K] int64 (any order), weights [N, K] float32 -> [N, hidden]:
     each chosen expert read once for all the tokens routed to it (continuous batching).
     tensors: the layer's expert tensors as `kernel_tensors` returns them."""
-    gu_blocks, gu_scales, gu_bias, dn_blocks, dn_scales, dn_bias = tensors
-    n, hidden = x.shape
-    inter, num_experts = dn_blocks.shape[2] * 32, gu_blocks.shape[0]
-    if hidden != gu_blocks.shape[2] * 32:  # C would read past the activations
-        raise ValueError(f"hidden size {hidden} does not match the experts' {gu_blocks.shape[2] * 32}")
-    assert x.dtype == torch.float32 and x.is_contiguous() and gu_bias.dtype == torch.float32
+    hidden, inter = _check_moe(x, tensors)
+    n, num_experts = x.shape[0], tensors[0].shape[0]
     assert experts.dtype == torch.int64 and experts.is_contiguous() and experts.shape[0] == n
     assert weights.dtype == torch.float32 and weights.is_contiguous() and weights.shape == experts.shape
     if n and not 0 <= int(experts.min()) <= int(experts.max()) < num_experts:
         raise ValueError(f"expert ids outside 0..{num_experts - 1}")
     out = torch.zeros_like(x)
-    status = lib.moe_batch(
-        x.data_ptr(), n, hidden, inter, experts.shape[1], num_experts, experts.data_ptr(), weights.data_ptr(),
-        gu_blocks.data_ptr(), gu_scales.data_ptr(), gu_bias.data_ptr(),
-        dn_blocks.data_ptr(), dn_scales.data_ptr(), dn_bias.data_ptr(), limit, alpha, out.data_ptr())
+    _ok(lib.moe_batch(x.data_ptr(), n, hidden, inter, experts.shape[1], num_experts, experts.data_ptr(),
+                      weights.data_ptr(), *_pointers(tensors), limit, alpha, out.data_ptr()))
+    return out
+
+
+def _check_moe(x: torch.Tensor, tensors: tuple[torch.Tensor, ...]) -> tuple[int, int]:
+    """(hidden, intermediate) of the layer's expert tensors (as `kernel_tensors` returns them),
+    checked against the activations x [..., hidden], float32 and contiguous."""
+    gu_blocks, gu_bias, dn_blocks = tensors[0], tensors[2], tensors[3]
+    hidden = x.shape[-1]
+    if hidden != gu_blocks.shape[2] * 32:  # C would read past the activations
+        raise ValueError(f"hidden size {hidden} does not match the experts' {gu_blocks.shape[2] * 32}")
+    assert x.dtype == torch.float32 and x.is_contiguous() and gu_bias.dtype == torch.float32
+    return hidden, dn_blocks.shape[2] * 32
+
+
+def _pointers(tensors: tuple[torch.Tensor, ...]) -> list[int]:
+    return [t.data_ptr() for t in tensors]
+
+
+def _ok(status: int) -> None:
     if status != 0:
         raise MemoryError("CPU kernel: no memory for its scratch buffers")
-    return out
 
 
 def attend_decode(lib: ctypes.CDLL, q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
@@ -153,10 +157,8 @@ def attend_decode(lib: ctypes.CDLL, q: torch.Tensor, keys: torch.Tensor, values:
     if b and (int(slots.max()) >= key_buffer.shape[0] or window is None and int(positions.max()) >= cap):
         raise ValueError("a slot or position lies outside the cache's buffers")
     out = torch.empty_like(q)
-    status = lib.attend_decode(q.data_ptr(), keys.data_ptr(), values.data_ptr(), key_buffer.data_ptr(),
-                               value_buffer.data_ptr(), cap, slots.contiguous().data_ptr(),
-                               positions.contiguous().data_ptr(), b, heads, kv_heads, d, window or 0,
-                               sinks.data_ptr(), scale, out.data_ptr())
-    if status != 0:
-        raise MemoryError("CPU kernel: no memory for its scratch buffers")
+    _ok(lib.attend_decode(q.data_ptr(), keys.data_ptr(), values.data_ptr(), key_buffer.data_ptr(),
+                          value_buffer.data_ptr(), cap, slots.contiguous().data_ptr(),
+                          positions.contiguous().data_ptr(), b, heads, kv_heads, d, window or 0,
+                          sinks.data_ptr(), scale, out.data_ptr()))
     return out

@@ -15,6 +15,7 @@ cache stays empty.
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import importlib.util
 import logging
@@ -112,10 +113,9 @@ class ExpertWeights:
             self.cache.put(key, item)
         return item
 
-    def one_token(self, x: torch.Tensor, experts: torch.Tensor, weights: torch.Tensor, limit: float,
-                  alpha: float) -> torch.Tensor | None:
-        """x [hidden] float32 on the CPU through `experts` [K] (ascending), weighted by
-        `weights` [K], by the C kernel; None where the kernel does not apply or is not built."""
+    def _kernel(self, x: torch.Tensor) -> tuple[ctypes.CDLL, tuple[torch.Tensor, ...]] | None:
+        """The C kernel and this layer's tensors as it reads them, where it applies to x (float32
+        on the CPU, use_kernel) and is built; else None."""
         if not self.use_kernel or x.dtype != torch.float32 or x.device.type != "cpu":
             return None
         lib = cpu_kernel.load()
@@ -125,8 +125,28 @@ class ExpertWeights:
             self._kernel_tensors = cpu_kernel.kernel_tensors(
                 self.gate_up_blocks, self.gate_up_scales, self.gate_up_bias, self.down_blocks, self.down_scales,
                 self.down_bias)
-        return cpu_kernel.moe_one_token(lib, x.contiguous(), experts.to(torch.int64).contiguous(),
-                                        weights.float().contiguous(), self._kernel_tensors, limit, alpha)
+        return lib, self._kernel_tensors
+
+    def one_token(self, x: torch.Tensor, experts: torch.Tensor, weights: torch.Tensor, limit: float,
+                  alpha: float) -> torch.Tensor | None:
+        """x [hidden] float32 on the CPU through `experts` [K] (ascending), weighted by
+        `weights` [K], by the C kernel; None where the kernel does not apply or is not built."""
+        kernel = self._kernel(x)
+        if kernel is None:
+            return None
+        return cpu_kernel.moe_one_token(kernel[0], x.contiguous(), experts.to(torch.int64).contiguous(),
+                                        weights.float().contiguous(), kernel[1], limit, alpha)
+
+    def batch(self, x: torch.Tensor, experts: torch.Tensor, weights: torch.Tensor, limit: float,
+              alpha: float) -> torch.Tensor | None:
+        """x [N, hidden] float32 on the CPU through `experts` [N, K] (any order), weighted by
+        `weights` [N, K], by the C kernel, each chosen expert read once for all its tokens; None
+        where the kernel does not apply or is not built."""
+        kernel = self._kernel(x)
+        if kernel is None:
+            return None
+        return cpu_kernel.moe_batch(kernel[0], x.contiguous(), experts.contiguous(), weights.float().contiguous(),
+                                    kernel[1], limit, alpha)
 
     def triton_applies(self, x: torch.Tensor) -> bool:
         if self.use_triton is False or self.triton_error is not None:

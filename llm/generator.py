@@ -16,6 +16,7 @@ server) and parses the model's calls back.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date
@@ -61,7 +62,12 @@ class ToolCall:
 
     name: str  # without the namespace
     arguments: str
-    call_id: str  # the server's id, or one the backend made up (harmony has none)
+    call_id: str  # the server's id, or one the backend made up (`new_call_id`; harmony has none)
+
+
+def new_call_id() -> str:
+    """An id for a call that came without one."""
+    return f"call_{uuid.uuid4().hex[:12]}"
 
 
 @dataclass(frozen=True)

@@ -220,9 +220,10 @@ def conversation(today: date, instructions: str, user: str, reasoning: str = "me
     """System, developer, the earlier turns, the user's turn, then `after` (this turn's tool
     rounds). Function tools are declared in the developer message, a built-in namespace in the
     system message (openai-harmony's layout for each)."""
-    functions = tools if namespace == FUNCTIONS else ()
-    builtin = tools_section(namespace, tools, BROWSER_DESCRIPTION if namespace == "browser" else "") \
-        if tools and namespace != FUNCTIONS else ""
+    functions, builtin = tools, ""
+    if namespace != FUNCTIONS and tools:
+        description = BROWSER_DESCRIPTION if namespace == "browser" else ""
+        functions, builtin = (), tools_section(namespace, tools, description)
     return [Message("system", system_content(today, reasoning, with_tools=bool(functions), builtin_tools=builtin)),
             Message("developer", developer_content(instructions, functions)), *history, Message("user", user),
             *after]

@@ -90,14 +90,14 @@ class StreamParser:
         if text.endswith("\ufffd"):  # half of a multi-byte character: wait for the rest
             return []
         delta, self._shown = text[len(self._shown):], text
-        head = self._parsed or self._read_header()
+        head = self._parsed  # read once, at <|message|>
+        assert head is not None
         return [Delta(head.channel or "final", delta, head.recipient)] if delta else []
 
     def flush(self) -> list[Delta | MessageDone]:
-        """The tokens ended (a budget ran out): close the message in progress, if any."""
-        if self.stopped is None and self._state != "between" and (self._content or self._state == "content"):
-            return self._finish("eos")
-        return []
+        """The tokens ended (a budget ran out): close the message in progress, if it had begun its
+        content (a header cut short says nothing; a stopped parser is between messages)."""
+        return self._finish("eos") if self._state == "content" else []
 
     def _read_header(self) -> _Header:
         parts: dict[str, str] = {}

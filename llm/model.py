@@ -8,6 +8,7 @@ D head dim, E experts, K experts per token, N tokens (B * T), V vocabulary.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import cast
@@ -33,6 +34,13 @@ class StepPlan:
     chunks: tuple[tuple[int, int, int, int], ...]
     prefix: bool  # slots == 0..decoding-1: the cache is sliced, not gathered
     longest: int  # max decoding position + 1
+
+    @functools.cached_property
+    def decode_allowed(self) -> torch.Tensor:
+        """[decoding, longest]: cache index j holds a key decoding sequence i may see where
+        j <= its position; once per step, for every layer (a sliding layer's ring of `window`
+        takes the first min(window, longest) columns)."""
+        return torch.arange(self.longest, device=self.positions.device)[None] <= self.positions[:self.decoding, None]
 
 
 # ---- norm -----------------------------------------------------------------------------------
@@ -195,7 +203,7 @@ class Attention(nn.Module):
         elif b:
             keys, values = cache.decode(self.layer, plan.slots, plan.positions[:b], k[0, :, :b].transpose(0, 1),
                                         v[:b], plan.prefix, plan.longest)  # [B, KV, S, D]
-            allowed = torch.arange(keys.shape[2], device=x.device)[None] <= plan.positions[:b, None]  # [B, S]
+            allowed = plan.decode_allowed[:, :keys.shape[2]]  # [B, S]
             q_b = q[0, :, :b].transpose(0, 1).reshape(b, kv, h // kv, d)  # [B, KV, G, D]
             out[:b] = self._attend(q_b, keys, values, allowed[:, None, None]).reshape(b, h * d)
         for slot, offset, count, start in plan.chunks:
@@ -235,6 +243,12 @@ def clamped_swiglu(gate_up: torch.Tensor, limit: float, alpha: float) -> torch.T
 
 
 # ---- mixture of experts ---------------------------------------------------------------------
+# Above this, decoded experts and PyTorch's matrix multiply are faster, if every expert is already
+# decoded (8 layers of hidden 512, 32 experts, one thread: 128 tokens 12.8 ms in C against 18.8,
+# 256 tokens 30.9 against 27.3).
+BATCH_KERNEL_TOKENS = 128
+
+
 class MoE(nn.Module):
     def __init__(self, config: GptOssConfig, experts: ExpertWeights) -> None:
         super().__init__()
@@ -243,12 +257,24 @@ class MoE(nn.Module):
         self.experts = experts  # MXFP4, decoded on demand
         self.limit, self.alpha = config.swiglu_limit, config.swiglu_alpha
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        shape = x.shape
-        x = x.reshape(-1, shape[-1])  # [N, hidden]
+    def route(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x [N, hidden] -> each token's experts [N, K] and their weights [N, K]."""
         logits = self.router(x)  # [N, E]
         top_logits, top_experts = torch.topk(logits, self.top_k, dim=-1)  # [N, K]
-        weights = F.softmax(top_logits, dim=-1, dtype=top_logits.dtype)  # over the K chosen only
+        return top_experts, F.softmax(top_logits, dim=-1, dtype=top_logits.dtype)  # over the K chosen only
+
+    def forward(self, x: torch.Tensor, batch_kernel: bool = False) -> torch.Tensor:
+        """batch_kernel (continuous batching's steps): on the CPU in float32 with the C kernel, 2
+        to BATCH_KERNEL_TOKENS tokens go through it straight from MXFP4, each chosen expert read
+        once for all the tokens routed to it; otherwise (one token, GPU, bfloat16, large prefill
+        chunks) the paths below decide."""
+        shape = x.shape
+        x = x.reshape(-1, shape[-1])  # [N, hidden]
+        top_experts, weights = self.route(x)
+        if batch_kernel and 1 < x.shape[0] <= BATCH_KERNEL_TOKENS:
+            batched = self.experts.batch(x, top_experts, weights, self.limit, self.alpha)
+            if batched is not None:
+                return batched.reshape(shape)
         fused = self.experts.fused(x, top_experts, weights, self.limit, self.alpha)
         if fused is not None:  # CUDA: Triton kernels straight from MXFP4 (llm/triton_moe.py)
             return fused.reshape(shape)
@@ -286,7 +312,6 @@ class Block(nn.Module):
         self.self_attn = Attention(config, layer)
         self.post_attention_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
         self.mlp = MoE(config, experts)
-        self._kernel_tensors: tuple[torch.Tensor, ...] | None = None  # the experts as cpu_kernel reads them
 
     def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], slots: torch.Tensor,
                 cache: KVCache, masks: dict[int | None, torch.Tensor | None]) -> torch.Tensor:
@@ -296,35 +321,7 @@ class Block(nn.Module):
     def step(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], plan: StepPlan,
              cache: SlotCache) -> torch.Tensor:
         x = x + self.self_attn.step(self.input_layernorm(x), rope, plan, cache, self.mlp.experts.use_kernel)
-        return x + self.batched_experts(self.post_attention_layernorm(x))
-
-    def batched_experts(self, x: torch.Tensor) -> torch.Tensor:
-        """The MoE layer on N tokens [N, hidden]. On the CPU in float32 with the C kernel, 2 to
-        BATCH_KERNEL_TOKENS tokens go through it straight from MXFP4 (each chosen expert read once
-        for all the tokens routed to it); otherwise (one token, GPU, bfloat16, large prefill
-        chunks) the MoE layer decides, as in forward."""
-        mlp, n = self.mlp, x.shape[0]
-        experts = mlp.experts
-        lib = None
-        if 1 < n <= BATCH_KERNEL_TOKENS and experts.use_kernel and x.dtype == torch.float32 and x.device.type == "cpu":
-            lib = cpu_kernel.load()
-        if lib is None:
-            return cast(torch.Tensor, mlp(x))
-        if self._kernel_tensors is None:
-            self._kernel_tensors = cpu_kernel.kernel_tensors(
-                experts.gate_up_blocks, experts.gate_up_scales, experts.gate_up_bias, experts.down_blocks,
-                experts.down_scales, experts.down_bias)
-        logits = mlp.router(x)  # [N, E]; as MoE.forward: the top-k logits, a softmax over those k
-        top_logits, top_experts = torch.topk(logits, mlp.top_k, dim=-1)
-        weights = F.softmax(top_logits, dim=-1, dtype=top_logits.dtype)
-        return cpu_kernel.moe_batch(lib, x.contiguous(), top_experts.contiguous(), weights.float().contiguous(),
-                                    self._kernel_tensors, mlp.limit, mlp.alpha)
-
-
-# Above this, decoded experts and PyTorch's matrix multiply are faster, if every expert is already
-# decoded (8 layers of hidden 512, 32 experts, one thread: 128 tokens 12.8 ms in C against 18.8,
-# 256 tokens 30.9 against 27.3).
-BATCH_KERNEL_TOKENS = 128
+        return x + self.mlp(self.post_attention_layernorm(x), batch_kernel=True)
 
 
 # ---- model ----------------------------------------------------------------------------------

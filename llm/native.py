@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from llm.errors import GeneratorError, LlmError
-from llm.generator import Piece, Prompt, ToolCall, ToolStep, Turn
+from llm.generator import Piece, Prompt, ToolCall, ToolStep, Turn, new_call_id
 
 if TYPE_CHECKING:
     from llm import harmony
@@ -35,7 +35,7 @@ class NativeGenerator:
         self._context = context
         self.temperature, self.top_p, self.seed = temperature, top_p, seed
         self._lock = threading.Lock()
-        self._loaded: tuple[Any, Any, Any] | None = None  # scheduler, tokenizer, seed generator
+        self._loaded: tuple[Any, Any] | None = None  # scheduler, seed generator
         self._tokenizer: Any = None
 
     # ---- loading ---------------------------------------------------------------------------
@@ -49,7 +49,7 @@ class NativeGenerator:
             self._tokenizer = HarmonyTokenizer.from_file(str(path))
         return self._tokenizer
 
-    def _load(self) -> tuple[Any, Any, Any]:
+    def _load(self) -> tuple[Any, Any]:
         if self._loaded is None:
             import torch
 
@@ -65,8 +65,7 @@ class NativeGenerator:
                     # to the same questions asked in the same order, whatever else runs beside them.
                     seeds = torch.Generator().manual_seed(self.seed if self.seed is not None
                                                           else torch.seed() % 2**63)
-                    self.scheduler = Scheduler(net, max_queue=self.queue)
-                    self._loaded = (self.scheduler, self.tokenizer(), seeds)
+                    self._loaded = (Scheduler(net, max_queue=self.queue), seeds)
         return self._loaded
 
     def check(self) -> str | None:
@@ -143,7 +142,7 @@ class NativeGenerator:
         text, harmony and tools stay above this line)."""
         import torch
 
-        scheduler, _, seeds = self._load()
+        scheduler, seeds = self._load()
         with self._lock:
             seed = int(torch.randint(0, 2**62, (1,), generator=seeds))
         rng = torch.Generator(device=scheduler.device).manual_seed(seed)
@@ -194,13 +193,11 @@ def _tool_call(parser: StreamParser, prompt: Prompt) -> ToolCall | None:
     """The call the generation ended with, if it ended with one: the last message addressed to a
     tool, or anything stopped by <|call|>. The name loses the offered namespace (`functions.search`
     -> `search`); any other recipient is kept whole, so the caller sees a tool it never offered."""
-    import uuid
-
-    last = parser.messages[-1] if parser.messages else None
-    addressed = last is not None and last.role == "assistant" and bool(last.recipient)
-    if not addressed and parser.stopped != "call":
+    if not parser.messages:  # <|call|> always ends a message, so no message: no call
         return None
-    recipient = (last.recipient if last is not None else None) or ""
-    name = recipient.removeprefix(f"{prompt.tool_namespace}.")
-    arguments = last.content if last is not None and (last.content or not parser.raw_header) else parser.raw_header
-    return ToolCall(name=name, arguments=arguments, call_id=f"call_{uuid.uuid4().hex[:12]}")
+    last = parser.messages[-1]
+    if not (last.role == "assistant" and last.recipient) and parser.stopped != "call":
+        return None
+    name = (last.recipient or "").removeprefix(f"{prompt.tool_namespace}.")
+    # A call cut short before <|message|> has no content: its raw header is what the model wrote.
+    return ToolCall(name=name, arguments=last.content or parser.raw_header, call_id=new_call_id())

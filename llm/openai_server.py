@@ -9,13 +9,12 @@ larger than the server accepts; without a local tokenizer, prompt sizes are coun
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
 from llm import server_facts
 from llm.errors import GeneratorError
-from llm.generator import Piece, Prompt, Tool, ToolCall
+from llm.generator import Piece, Prompt, Tool, ToolCall, new_call_id
 from llm.server_facts import ServerFacts
 
 # Where servers put the analysis channel in a streamed delta: vLLM and llama.cpp say
@@ -124,7 +123,7 @@ class OpenAIGenerator:
             # gpt-oss makes one call a round (it stops at <|call|>); a server's parallel calls
             # beyond the first are not run: the model sees its first call answered and may ask again.
             first = calls[min(calls)]
-            yield ToolCall(first["name"], first["arguments"], first["id"] or f"call_{uuid.uuid4().hex[:12]}")
+            yield ToolCall(first["name"], first["arguments"], first["id"] or new_call_id())
 
     def _answer_room(self, chat: dict[str, Any], wanted: int) -> int:
         """The answer's budget, cut to what the server's window leaves after the prompt as the

@@ -81,6 +81,15 @@ def _mxfp4_dot(acc, a_even, a_odd, blocks_ptr, scales_ptr, w_rows, kb, k_ok, w_o
 
 
 @triton.jit
+def _load_even_odd(ptr, rows, row_ok, kb, k_ok, WIDTH: tl.constexpr):
+    """Of the rows [BM] of a [*, WIDTH] matrix, the columns of byte columns kb [BK/2] (see
+    _mxfp4_dot): the even and the odd ones, [BM, BK/2] each, 0 where masked."""
+    mask = row_ok[:, None] & k_ok[None, :]
+    at = ptr + rows[:, None] * WIDTH + 2 * kb[None, :]
+    return tl.load(at, mask=mask, other=0.0), tl.load(at + 1, mask=mask, other=0.0)
+
+
+@triton.jit
 def _gate_up_kernel(x_ptr, pairs_ptr, tile_expert_ptr, tile_start_ptr, tile_end_ptr,
                     blocks_ptr, scales_ptr, bias_ptr, h_ptr, limit, alpha,
                     HIDDEN: tl.constexpr, INTER: tl.constexpr, TOP_K: tl.constexpr,
@@ -101,10 +110,7 @@ def _gate_up_kernel(x_ptr, pairs_ptr, tile_expert_ptr, tile_start_ptr, tile_end_
         for k0 in range(0, HIDDEN // 2, BK // 2):
             kb = k0 + tl.arange(0, BK // 2)
             k_ok = kb < HIDDEN // 2
-            x_mask = row_ok[:, None] & k_ok[None, :]
-            x_at = x_ptr + tokens[:, None] * HIDDEN + 2 * kb[None, :]
-            x_even = tl.load(x_at, mask=x_mask, other=0.0)
-            x_odd = tl.load(x_at + 1, mask=x_mask, other=0.0)
+            x_even, x_odd = _load_even_odd(x_ptr, tokens, row_ok, kb, k_ok, HIDDEN)
             acc_g = _mxfp4_dot(acc_g, x_even, x_odd, blocks_ptr, scales_ptr, gate_rows, kb, k_ok, j_ok, HIDDEN, IEEE)
             acc_l = _mxfp4_dot(acc_l, x_even, x_odd, blocks_ptr, scales_ptr, gate_rows + 1, kb, k_ok, j_ok, HIDDEN,
                                IEEE)
@@ -137,10 +143,7 @@ def _down_kernel(h_ptr, pairs_ptr, route_ptr, tile_expert_ptr, tile_start_ptr, t
         for k0 in range(0, INTER // 2, BK // 2):
             kb = k0 + tl.arange(0, BK // 2)
             k_ok = kb < INTER // 2
-            h_mask = row_ok[:, None] & k_ok[None, :]
-            h_at = h_ptr + rows[:, None] * INTER + 2 * kb[None, :]
-            h_even = tl.load(h_at, mask=h_mask, other=0.0)
-            h_odd = tl.load(h_at + 1, mask=h_mask, other=0.0)
+            h_even, h_odd = _load_even_odd(h_ptr, rows, row_ok, kb, k_ok, INTER)
             acc = _mxfp4_dot(acc, h_even, h_odd, blocks_ptr, scales_ptr, w_rows, kb, k_ok, n_ok, INTER, IEEE)
         bias = tl.load(bias_ptr + w_rows, mask=n_ok, other=0.0).to(tl.float32)
         route = tl.load(route_ptr + pairs, mask=row_ok, other=0.0)

@@ -27,7 +27,7 @@ from rag.citations import check
 from rag.extractive import NO_ANSWER
 from rag.followup import Exchange, rewrite_query
 from rag.passages import Passage
-from rag.prompt import OVERHEAD_TOKENS, TOOLS_OVER, TURN_TOKENS, build_prompt, sources_block
+from rag.prompt import OVERHEAD_TOKENS, TOOLS_OVER, TURN_TOKENS, build_prompt, source_location, sources_block
 from rag.records import PAGE_SEPARATOR
 from rag.retrieval import Retriever, Scope
 from rag.tools import TOOLS, VIEW_TOKENS, LibraryBrowser, Step, rewrite_citations
@@ -108,6 +108,7 @@ class Draft:
     turns_used: tuple[int, ...] = ()
     scope: Scope | None = None  # the question's scope: tool calls run inside it
     notes: tuple[str, ...] = ()  # for the user: tools left off for want of room
+    collections: tuple[str, ...] = ()  # with tools, the collections a tool search may name
 
 
 @dataclass
@@ -142,7 +143,7 @@ class Answerer:
     @property
     def tools_on(self) -> bool:
         """auto: on when the generator can call tools; off: never."""
-        return self.tools == "auto" and bool(getattr(self.generator, "tools_capable", False))
+        return self.tools == "auto" and self.generator.tools_capable
 
     def prepare(self, question: str, *, history: Sequence[Exchange] = (), scope: Scope | None = None,
                 reasoning: str = "medium", today: date | None = None) -> Draft:
@@ -153,17 +154,18 @@ class Answerer:
         query = rewrite_query(question, history, self.generator, today=today) if question else question
         found = self.retriever.search(query, self.k, "hybrid", scope) if query else []
         day = today or date.today()
+        tools, notes = self.tools_on and bool(question), []
+        collections = self._collections(scope) if tools else ()  # read once: every prompt below names them
 
-        def make(sources: Sequence[Source], earlier: Sequence[Exchange] = (), tools: bool = False) -> Prompt:
+        def make(sources: Sequence[Source], earlier: Sequence[Exchange] = (), offer: bool = False) -> Prompt:
             return build_prompt(question, sources, history=earlier, reasoning=reasoning, today=day,
-                                max_tokens=self.max_answer_tokens, tools=TOOLS if tools else (),
+                                max_tokens=self.max_answer_tokens, tools=TOOLS if offer else (),
                                 tool_namespace=self.tool_namespace, tool_rounds=self.tool_rounds,
-                                collections=self._collections(scope) if tools else ())
+                                collections=collections)
 
         used, dropped = fit_history(make(()), history, self.generator, self.history_tokens)
         earlier = [history[i] for i in used]
         kept, left_out = fit_sources(make((), earlier), found, self.generator)
-        tools, notes = self.tools_on and bool(question), []
         if tools:
             # Tools come on top of the first round, never instead of it: they need room for their
             # description and for results, and without it the answer goes on without them.
@@ -173,7 +175,8 @@ class Answerer:
                 notes.append(f"The model could not search the library itself for this answer: its "
                              f"{self.generator.context_tokens}-token window has no room for tools beside the sources.")
         prompt = make([source_of(i + 1, p) for i, p in enumerate(kept)], earlier, tools)
-        return Draft(question, prompt, tuple(kept), (*dropped, *left_out), query, tuple(used), scope, tuple(notes))
+        return Draft(question, prompt, tuple(kept), (*dropped, *left_out), query, tuple(used), scope, tuple(notes),
+                     collections)
 
     def stream(self, draft: Draft, into: Collected) -> Iterator[Piece | Step]:
         """The answer's pieces as they come and, with tools, each tool step once it has run."""
@@ -212,7 +215,7 @@ class Answerer:
         model answers. Past a limit, the model is asked once more without tools."""
         browser = into.browser = LibraryBrowser(self.retriever, draft.scope, draft.passages,
                                                 count_tokens=self.generator.count_tokens, topn=self.k,
-                                                collections=self._collections(draft.scope))
+                                                collections=draft.collections)
         prompt, steps = draft.prompt, list[ToolStep]()
         deadline = self.clock() + self.tool_time_s
         while True:
@@ -243,8 +246,7 @@ class Answerer:
                 prompt = replace(prompt, steps=tuple(steps))
                 if not browser.full:
                     continue
-                limit = (f"The model's {self.generator.context_tokens}-token window is full: the answer uses "
-                         f"what the searches found so far.")
+                limit = self._window_full()
             into.notes.append(limit)
             prompt = replace(prompt, tools=(), steps=tuple(steps), instructions=prompt.instructions + TOOLS_OVER)
 
@@ -257,9 +259,12 @@ class Answerer:
             return (f"The model stopped searching after {self.tool_time_s:g} s (RAGQA_TOOL_TIME_S): the answer "
                     f"uses what it found so far.")
         if room < MIN_RESULT_TOKENS:
-            return (f"The model's {self.generator.context_tokens}-token window is full: the answer uses what the "
-                    f"searches found so far.")
+            return self._window_full()
         return None
+
+    def _window_full(self) -> str:
+        return (f"The model's {self.generator.context_tokens}-token window is full: the answer uses what the "
+                f"searches found so far.")
 
     def _result_room(self, prompt: Prompt, call: ToolCall, reasoning: Sequence[str]) -> int:
         """Tokens the window leaves for this call's result, after the prompt, the earlier rounds,
@@ -289,8 +294,7 @@ class Answerer:
 
 
 def source_of(number: int, p: Passage) -> Source:
-    where = f"p. {p.pages}" if p.doc_type == "pdf" else p.path.replace("\\", "/").rsplit("/", 1)[-1]
-    return Source(number, p.title, where, p.text)
+    return Source(number, p.title, source_location(p), p.text)
 
 
 def _collect(piece: Piece, into: Collected) -> None:

@@ -89,21 +89,23 @@ class ApiKeys:
                 .returning(s.api_keys.c.id)).scalar_one()
         return KeyInfo(int(key_id), key[:SHOWN], user, now, expires, None), key
 
-    def list(self, user: str | None = None) -> list[KeyInfo]:
+    def _infos(self, *where: Any) -> list[KeyInfo]:
+        """The keys that match `where` (all without it), oldest first."""
         k = s.api_keys.c
-        q = select(k.id, k.prefix, k.user_name, k.created_at, k.expires_at, k.revoked_at).order_by(k.id)
-        if user:
-            q = q.where(k.user_name == user)
+        q = select(k.id, k.prefix, k.user_name, k.created_at, k.expires_at, k.revoked_at).where(*where).order_by(k.id)
         with self.engine.connect() as conn:
             return [KeyInfo(r.id, r.prefix, r.user_name, _aware(r.created_at),
                             _aware(r.expires_at) if r.expires_at else None,
                             _aware(r.revoked_at) if r.revoked_at else None) for r in conn.execute(q)]
 
+    def list(self, user: str | None = None) -> list[KeyInfo]:
+        return self._infos(s.api_keys.c.user_name == user) if user else self._infos()
+
     def revoke(self, key_id: int) -> KeyInfo:
         with self.engine.begin() as conn:
             done = conn.execute(update(s.api_keys).where(s.api_keys.c.id == key_id, s.api_keys.c.revoked_at.is_(None))
                                 .values(revoked_at=datetime.now(UTC))).rowcount
-        found = [k for k in self.list() if k.id == key_id]
+        found = self._infos(s.api_keys.c.id == key_id)
         if not found:
             raise NotFoundError(f"no key {key_id} (see `ragqa keys list`)")
         if not done:

@@ -10,9 +10,13 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from datetime import date
+from typing import TYPE_CHECKING
 
 from llm.generator import Prompt, Source, Tool, Turn
 from rag.followup import Exchange
+
+if TYPE_CHECKING:
+    from rag.passages import Passage
 
 INSTRUCTIONS = """You answer questions from the staff of an organisation, using only the numbered sources given \
 with each question: extracts from the organisation's own documents.
@@ -53,6 +57,11 @@ OVERHEAD_TOKENS = 256
 #: Tokens of one earlier turn's role header beyond its text.
 TURN_TOKENS = 8
 _CITATION = re.compile(r" ?\[\d+(?:\s*,\s*\d+)*\]")
+
+
+def source_location(p: Passage) -> str:
+    """Where a passage is, as its source label says: a PDF's pages, else the file's name."""
+    return f"p. {p.pages}" if p.doc_type == "pdf" else p.path.replace("\\", "/").rsplit("/", 1)[-1]
 
 
 def sources_block(sources: Sequence[Source]) -> str:

@@ -31,6 +31,7 @@ from llm.generator import Tool, ToolCall
 from rag import schema as s
 from rag.errors import NotFoundError, RagqaError, one_line
 from rag.passages import Passage
+from rag.prompt import source_location
 from rag.records import PAGE_SEPARATOR
 from rag.retrieval import Retriever, Scope
 
@@ -181,7 +182,7 @@ class LibraryBrowser:
         owners: list[int] = []
         budget, shown = min(SEARCH_TOKENS, room), list[int]()
         for p in found:
-            head = f"†{_clean(p.title)}†{_where(p)}】"
+            head = f"†{_clean(p.title)}†{source_location(p)}】"
             block = [*(text for _, _, text in _wrap(_clean(p.text))), ""]
             cost = self.count_tokens("# 【00" + head + "\n" + "\n".join(block)) + 3 * (len(block) + 1)
             if cost > budget:
@@ -268,7 +269,7 @@ class LibraryBrowser:
             return []
         page = self.pages[cursor]
         lo, hi = max(first, page.start), min(last, page.end - 1)
-        return _unique([page.owners[i] for i in range(lo, hi + 1) if page.owners[i]])
+        return list(dict.fromkeys(page.owners[i] for i in range(lo, hi + 1) if page.owners[i]))
 
     # ---- helpers -------------------------------------------------------------------------------
     def _view(self, doc: DocumentPage, loc: int, num_lines: int, room: int) -> tuple[str, str, list[int]]:
@@ -374,7 +375,7 @@ class LibraryBrowser:
             return tuple(int(i) for i in ids)
 
 
-def rewrite_citations(text: str, browser: LibraryBrowser | None) -> tuple[str, list[str]]:
+def rewrite_citations(text: str, browser: LibraryBrowser) -> tuple[str, list[str]]:
     """The answer with the browser's citations (`【cursor†L9-L11】`, `【n†title】`) turned into the
     [n] of the sources they point at, and a problem for each that points at nothing shown."""
     problems: list[str] = []
@@ -382,11 +383,11 @@ def rewrite_citations(text: str, browser: LibraryBrowser | None) -> tuple[str, l
     def replace(m: re.Match[str]) -> str:
         number, content = int(m.group(1)), m.group(2)
         lines = _LINES.fullmatch(content)
-        if lines and browser is not None:
+        if lines:
             first = int(lines.group(1))
             found = browser.cited_sources(number, first, int(lines.group(2) or first))
         else:  # a link: its id is a source number
-            found = [number] if browser is not None and 1 <= number <= len(browser.sources) else []
+            found = [number] if 1 <= number <= len(browser.sources) else []
         if not found:
             problems.append(f"{m.group(0)} points at no lines or source that were shown")
             return ""
@@ -460,13 +461,5 @@ def _clean(text: str) -> str:
     return text.replace("【", "〖").replace("】", "〗").replace("\f", "")
 
 
-def _where(p: Passage) -> str:
-    return f"p. {p.pages}" if p.doc_type == "pdf" else p.path.replace("\\", "/").rsplit("/", 1)[-1]
-
-
 def _numbers(ns: Sequence[int]) -> str:
     return "[" + ", ".join(map(str, ns)) + "]"
-
-
-def _unique(items: list[int]) -> list[int]:
-    return list(dict.fromkeys(items))

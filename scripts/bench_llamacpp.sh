@@ -5,9 +5,9 @@
 #
 # Builds llama-bench (scripts/llamacpp.sh, reused when built), converts MODEL_DIR to GGUF with
 # experts kept MXFP4 (scripts/convert_gguf.py; the GGUF is cached beside the build, keyed by the
-# checkpoint's path and config), runs `llama-bench -t T -p 256 -n 64 -d 256` and
-# `ragqa bench generate --model MODEL_DIR --prompt-tokens 256 --new-tokens 64`, and prints
-# decode and prefill tokens/s side by side. T: RAGQA_BENCH_THREADS (default 2, this machine's cores).
+# checkpoint's path and config), runs `llama-bench -t T -p 256 -n 64 -d 256` and the "ours" run of
+# `ragqa bench generate` (its worker alone: the other configurations that command times are not
+# compared here), and prints decode and prefill tokens/s side by side. T: RAGQA_BENCH_THREADS (default 2, this machine's cores).
 # Heavy: run it on an otherwise idle machine, once.
 set -euo pipefail
 
@@ -33,9 +33,10 @@ WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 echo "llama.cpp: llama-bench -m $GGUF -t $THREADS -p 256 -n 64 -d 256" >&2
 "$BIN/llama-bench" -m "$GGUF" -t "$THREADS" -p 256 -n 64 -d 256 -o json > "$WORK/llama.json"
-echo "ours: ragqa bench generate --model $MODEL --prompt-tokens 256 --new-tokens 64 --no-reference --json" >&2
-(cd "$HERE" && .venv/bin/ragqa bench generate --model "$MODEL" --prompt-tokens 256 --new-tokens 64 \
-    --no-reference --json) > "$WORK/ours.json"
+# The expert cache as configured (RAGQA_EXPERT_CACHE_MB), as `ragqa bench generate` would use it.
+CACHE_MB=$(cd "$HERE" && "$PY" -c "from rag.settings import load_settings; print(load_settings().expert_cache_mb)")
+echo "ours: python -m ragqa.bench.generate $MODEL ours $CACHE_MB 256 64" >&2
+(cd "$HERE" && "$PY" -m ragqa.bench.generate "$MODEL" ours "$CACHE_MB" 256 64) | tail -1 > "$WORK/ours.json"
 
 "$PY" - "$WORK/llama.json" "$WORK/ours.json" "$MODEL" "$THREADS" <<'EOF'
 import json
@@ -45,9 +46,7 @@ llama, ours, model, threads = json.load(open(sys.argv[1])), json.load(open(sys.a
 # llama-bench: one entry per test; pp256 has n_gen 0, tg64 has n_prompt 0 (both at depth 256).
 pp = next(e["avg_ts"] for e in llama if e["n_prompt"] > 0 and e["n_gen"] == 0)
 tg = next(e["avg_ts"] for e in llama if e["n_gen"] > 0 and e["n_prompt"] == 0)
-# ragqa bench generate --json: the default configuration's run ("ours"), wherever this version puts it.
-run = ours.get("runs", {}).get("ours") or ours
-decode, prefill = run["decode_tok_s"], run["prefill_tok_s"]
+decode, prefill = ours["decode_tok_s"], ours["prefill_tok_s"]  # ragqa.bench.generate's worker, "ours" run
 print(f"checkpoint: {model} (threads: {threads})")
 print(f"{'':<10}{'ours':>10}{'llama.cpp':>12}{'ratio':>8}")
 print(f"{'decode':<10}{decode:>10.1f}{tg:>12.1f}{decode / tg:>7.2f}x")

@@ -1,8 +1,8 @@
 """One prepared check of the engine's GPU path (issue 18), for a machine with an NVIDIA GPU.
 
 Run by scripts/gpu_check.sh from the repository root with PYTHONPATH=. . Imports only llm/,
-tests/triton_moe_cases.py and what a bare GPU machine has (torch, triton, safetensors, tokenizers;
-pytest if present): no ragqa, so no pydantic-settings or database packages.
+scripts/gpu_profile.py, tests/triton_moe_cases.py and what a bare GPU machine has (torch, triton,
+safetensors, tokenizers; pytest if present): no ragqa, so no pydantic-settings or database packages.
 
 Stages, each with its own time budget and its own try/except (one failure loses nothing else),
 all within one overall deadline:
@@ -13,6 +13,7 @@ all within one overall deadline:
   single       one stream: prefill tok/s (256 and 2048 prompt tokens), decode tok/s (64 new)
   profile      one stream's decode steps under torch.profiler, cProfile and synchronized hooks:
                wall and GPU-busy ms per token, kernel launches, top ops, attention vs MoE per layer
+               (scripts/gpu_profile.py)
   concurrency  1, 8 and 64 requests started together (llm/scheduler.py; a static batch without it)
 A summary table ends the output; it is also written to $OUT/gpu_check.txt when OUT is set (the
 profile alone also to $OUT/gpu_profile.txt).
@@ -23,7 +24,6 @@ the script itself can be checked on a machine without a GPU.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import statistics
@@ -32,19 +32,21 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable, Generator
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 DRY = os.environ.get("GPU_CHECK_DRY") == "1"
 if DRY:  # before triton is imported anywhere: kernels become interpretable when decorated
     os.environ["TRITON_INTERPRET"] = "1"
 
 import torch  # noqa: E402
+from gpu_profile import profile_decode  # noqa: E402 - scripts/, next to this file
 
 from llm.engine import Engine, Sampling  # noqa: E402
 from llm.loader import load_model  # noqa: E402
 from llm.model import GptOss  # noqa: E402
+from llm.scheduler import Scheduler  # noqa: E402
 from llm.tiny import GPT_OSS_20B, TinySpec, make_tiny_checkpoint  # noqa: E402
 
 DEADLINE = time.monotonic() + float(os.environ.get("GPU_CHECK_SECONDS", "450"))
@@ -278,13 +280,6 @@ def _stream_times(engine: Engine, prompt: list[int], n: int) -> list[float]:
 
 def concurrency() -> str:
     model = state["model"]
-    scheduler: Any = None
-    try:
-        from llm.scheduler import Scheduler
-
-        scheduler = Scheduler
-    except ImportError:
-        pass
     out = []
     for c in CONCURRENCY:
         if DEADLINE - time.monotonic() < 15:
@@ -293,9 +288,8 @@ def concurrency() -> str:
         gen = torch.Generator().manual_seed(10 + c)
         prompts = [torch.randint(0, 256, (PROMPT,), generator=gen).tolist() for _ in range(c)]
         _reset_peak()
-        how = "scheduler" if scheduler is not None else "static batch"
         try:
-            firsts, lasts, counts = _scheduled(scheduler, model, prompts) if scheduler else _static(model, prompts)
+            firsts, lasts, counts = _scheduled(model, prompts)
         except Exception as exc:  # noqa: BLE001 - each concurrency on its own
             traceback.print_exc()
             out.append(f"{c}: {type(exc).__name__}: {exc}")
@@ -306,18 +300,17 @@ def concurrency() -> str:
                                         for first, last, n in zip(firsts, lasts, counts))
         ttft = sorted(firsts)
         p50, p95 = ttft[len(ttft) // 2], ttft[min(len(ttft) - 1, round(0.95 * (len(ttft) - 1)))]
-        speed.append((how, f"concurrency {c}", "", f"{aggregate:,.1f} (per request {per_request:,.1f})",
+        speed.append(("scheduler", f"concurrency {c}", "", f"{aggregate:,.1f} (per request {per_request:,.1f})",
                       f"{p50 * 1000:.0f}", f"{p95 * 1000:.0f}", _peak_mib()))
         out.append(f"{c}: {aggregate:,.1f} tok/s aggregate")
-    return f"{'scheduler' if scheduler else 'static batch (no llm/scheduler.py)'}: " + "; ".join(out)
+    return "scheduler: " + "; ".join(out)
 
 
-def _scheduled(scheduler_class: Any, model: GptOss, prompts: list[list[int]]
-               ) -> tuple[list[float], list[float], list[int]]:
+def _scheduled(model: GptOss, prompts: list[list[int]]) -> tuple[list[float], list[float], list[int]]:
     """Every request submitted at once; per request: seconds to its first token and to its last,
     and its token count, from one consumer thread each."""
     c = len(prompts)
-    sched = scheduler_class(model, max_batch=c, max_queue=c, prefill_chunk=512)
+    sched = Scheduler(model, max_batch=c, max_queue=c, prefill_chunk=512)
     firsts, lasts, counts = [0.0] * c, [0.0] * c, [0] * c
     start = time.perf_counter()
     streams = [sched.submit(p, Sampling(max_new_tokens=NEW, greedy=True)) for p in prompts]
@@ -344,188 +337,10 @@ def _scheduled(scheduler_class: Any, model: GptOss, prompts: list[list[int]]
     return firsts, lasts, counts
 
 
-def _static(model: GptOss, prompts: list[list[int]]) -> tuple[list[float], list[float], list[int]]:
-    """Without a scheduler: the prompts as one batch through Engine.stream (all the same length)."""
-    times = _stream_many(Engine(model), prompts)
-    c = len(prompts)
-    return [times[1] - times[0]] * c, [times[-1] - times[0]] * c, [len(times) - 1] * c
-
-
-def _stream_many(engine: Engine, prompts: list[list[int]]) -> list[float]:
-    times = [time.perf_counter()]
-    for _ in engine.stream(prompts, Sampling(max_new_tokens=NEW, greedy=True)):
-        times.append(time.perf_counter())
-    return times
-
-
-# ---- profile: where one decode token's time goes --------------------------------------------
-PROFILE_STEPS, PROFILE_WARM = (3, 1) if DRY else (8, 3)
-Steps = Generator[list[int | None], None, None]  # what Engine.stream returns
-
-
-def _decoder(model: GptOss, prompt: list[int]) -> Steps:
-    """Engine.stream over one prompt, prefilled and warmed up: each next() then is one decode step
-    (forward on the last token, greedy pick, the host sync of .tolist()), as `single` measures."""
-    sampling = Sampling(max_new_tokens=PROFILE_WARM + PROFILE_STEPS + 1, greedy=True)
-    it = cast(Steps, Engine(model).stream([prompt], sampling))
-    for _ in range(1 + PROFILE_WARM):
-        next(it)
-    return it
-
-
-def _timed(it: Steps, step: Callable[[], Any] | None = None) -> float:
-    """Wall ms per token of PROFILE_STEPS decode steps, each inside the context `step()` if given."""
-    try:
-        start = time.perf_counter()
-        for _ in range(PROFILE_STEPS):
-            with step() if step else contextlib.nullcontext():
-                next(it)
-        return (time.perf_counter() - start) * 1000 / PROFILE_STEPS
-    finally:
-        it.close()
-
-
-def _with_hooks(model: GptOss, hook: Callable[[str, bool], None]) -> list[Any]:
-    """hook(label, entering) before and after every layer's attention and MoE call; the handles."""
-    handles = []
-    for block in model.blocks():
-        for label, module in (("attention", block.self_attn), ("MoE", block.mlp)):
-            handles.append(module.register_forward_pre_hook(lambda *_, label=label: hook(label, True)))
-            handles.append(module.register_forward_hook(lambda *_, label=label: hook(label, False)))
-    return handles
-
-
-def _ms_table(title: str, rows: list[tuple[str, float, float]], n: int = 12) -> list[str]:
-    """rows (name, calls, microseconds) over PROFILE_STEPS tokens -> a table per token, largest first."""
-    out = ["", title, "", "| name | calls/token | ms/token |", "| --- | --- | --- |"]
-    for name, calls, us in sorted(rows, key=lambda r: -r[2])[:n]:
-        name = name.replace("|", "/").replace("\n", " ")
-        out.append(f"| {name[:90]} | {calls / PROFILE_STEPS:,.1f} | {us / PROFILE_STEPS / 1000:.3f} |")
-    return out
-
-
-def _layer_times(model: GptOss, prompt: list[int]) -> list[str]:
-    """Wall ms per layer of attention and MoE, the device synchronized around each call (so host
-    and GPU run in series: each figure is its launches plus whatever the GPU still had to do)."""
-    spent = {"attention": 0.0, "MoE": 0.0}
-    sync = torch.cuda.synchronize if DEVICE == "cuda" else (lambda: None)
-
-    def hook(label: str, entering: bool) -> None:
-        sync()
-        spent[label] += -time.perf_counter() if entering else time.perf_counter()
-
-    it = _decoder(model, prompt)
-    handles = _with_hooks(model, hook)
-    try:
-        step = _timed(it)
-    finally:
-        for handle in handles:
-            handle.remove()
-    layers = len(model.blocks())
-    per = {k: v * 1000 / PROFILE_STEPS / layers for k, v in spent.items()}
-    rest = step - (per["attention"] + per["MoE"]) * layers
-    return [f"per layer, synchronized around each module ({layers} layers): attention {per['attention']:.3f} ms, "
-            f"MoE {per['MoE']:.3f} ms; rest of the step (embedding, norms, head, sampling) {rest:.2f} ms; "
-            f"step {step:.2f} ms"]
-
-
-def _python_top(model: GptOss, prompt: list[int]) -> list[str]:
-    """cProfile over the decode steps: the Python functions (and torch calls) that take host time."""
-    import cProfile
-    import pstats
-
-    prof = cProfile.Profile()
-    _timed(_decoder(model, prompt), lambda: prof)  # enabled for each step, disabled between
-    stats: dict[Any, Any] = pstats.Stats(prof).stats  # type: ignore[attr-defined]
-    rows = [(f"{Path(f).name}:{line}({fn})" if line else fn, float(nc), tt * 1e6)
-            for (f, line, fn), (_, nc, tt, _, _) in stats.items()]
-    return _ms_table("top 10 Python functions by own time (cProfile; its overhead inflates them):", rows, 10)
-
-
-def _torch_profile(model: GptOss, prompt: list[int]) -> tuple[dict[str, float], list[str]]:
-    """torch.profiler (CPU, and CUDA on a GPU) over the decode steps. Each step and each layer's
-    attention and MoE is a labelled region: its self CPU time is the host's time between the
-    operations in it (Python), and kernels launched straight from it (Triton's) count to its GPU time."""
-    from torch.profiler import ProfilerActivity, profile, record_function
-
-    regions: list[Any] = []
-
-    def hook(label: str, entering: bool) -> None:
-        if entering:
-            regions.append(record_function(f"[{label}]").__enter__())
-        else:
-            regions.pop().__exit__(None, None, None)
-
-    it = _decoder(model, prompt)
-    handles = _with_hooks(model, hook)
-    try:
-        with profile(activities=[ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if DEVICE == "cuda" else [])) as prof:
-            wall = _timed(it, lambda: record_function("[decode step]"))
-    finally:
-        for handle in handles:
-            handle.remove()
-    device = [e for e in prof.events() if getattr(e.device_type, "name", "") == "CUDA"
-              and not getattr(e, "is_user_annotation", False)]
-    busy, reach = 0.0, float("-inf")  # the union of the device intervals, in microseconds
-    by_name: dict[str, list[float]] = {}
-    for e in sorted(device, key=lambda e: e.time_range.start):
-        busy += max(0.0, e.time_range.end - max(e.time_range.start, reach))
-        reach = max(reach, e.time_range.end)
-        entry = by_name.setdefault(e.name, [0, 0.0])
-        entry[0] += 1
-        entry[1] += e.time_range.end - e.time_range.start
-    copies = sum(1 for e in device if e.name.startswith(("Memcpy", "Memset")))
-    averages = prof.key_averages()
-    cpu_rows = [(a.key, float(a.count), float(a.self_cpu_time_total)) for a in averages
-                if getattr(a.device_type, "name", "CPU") == "CPU"]
-    gpu = {a.key: getattr(a, "device_time_total", 0.0) / PROFILE_STEPS / 1000 for a in averages}
-    figures = {"wall": wall, "busy": busy / PROFILE_STEPS / 1000, "launches": (len(device) - copies) / PROFILE_STEPS,
-               "copies": copies / PROFILE_STEPS, "host": sum(r[2] for r in cpu_rows) / PROFILE_STEPS / 1000}
-    lines = []
-    if device:
-        lines.append(f"GPU ms per token by region (kernels go to the region that launched them): attention "
-                     f"{gpu.get('[attention]', 0.0):.2f}, MoE {gpu.get('[MoE]', 0.0):.2f}, whole step "
-                     f"{gpu.get('[decode step]', 0.0):.2f}")
-        lines += _ms_table("top 12 kernels by GPU time (self CUDA):", [(k, c, t) for k, (c, t) in by_name.items()])
-    lines += _ms_table("top 12 by self CPU time ([regions]: host time between operations, i.e. Python):", cpu_rows)
-    return figures, lines
-
-
-def _optional(part: Callable[[GptOss, list[int]], list[str]], model: GptOss, prompt: list[int]) -> list[str]:
-    """One optional part of the profile: a failure costs only its own lines."""
-    try:
-        return part(model, prompt)
-    except Exception as exc:  # noqa: BLE001
-        traceback.print_exc()
-        return [f"{part.__name__} failed: {type(exc).__name__}: {exc}"]
-
-
-def profile_decode() -> str:
-    """Where one single-stream decode token's time goes, on the loaded model."""
-    model = state["model"]
-    prompt = torch.randint(0, 256, (PROMPT,), generator=torch.Generator().manual_seed(3)).tolist()
-    wall = _timed(_decoder(model, prompt))  # without any profiler or hook
-    figures, tables = _torch_profile(model, prompt)
-    busy, launches = figures["busy"], figures["launches"]
-    if DEVICE != "cuda":
-        verdict = "CPU only (dry run): no CUDA activity to weigh"
-    elif busy == 0:
-        verdict = "no CUDA activity recorded (CUPTI unavailable?): see the layer times and the CPU tables"
-    elif busy < 0.5 * wall:
-        verdict = (f"launch/CPU-bound: the GPU is busy {busy / wall:.0%} of each token's wall time; host time "
-                   f"per kernel launch about {(wall - busy) / max(launches, 1) * 1000:.0f} us")
-    else:
-        verdict = f"{'GPU-bound' if busy > 0.8 * wall else 'mixed'}: the GPU is busy {busy / wall:.0%} of the wall time"
-    head = [f"Decode profile: {'a tiny shape, float32 on the CPU' if DRY else 'gpt-oss-20b shape, bfloat16'}, one "
-            f"stream, {PROMPT}-token prompt, {PROFILE_STEPS} steps after {PROFILE_WARM} warm-up", "",
-            f"wall {wall:.2f} ms/token ({1000 / wall:,.1f} tok/s); under torch.profiler {figures['wall']:.2f} ms/token",
-            f"GPU busy {busy:.3f} ms/token ({busy / wall:.0%} of wall); {launches:,.0f} kernel launches/token "
-            f"(+ {figures['copies']:,.0f} memcpy/memset); host time in profiled ops and regions "
-            f"{figures['host']:.2f} ms/token", f"verdict: {verdict}"]
-    layers, python = _optional(_layer_times, model, prompt), _optional(_python_top, model, prompt)
-    state["profile"] = text = "\n".join(head + layers + tables + python) + "\n"
-    print(text, flush=True)
-    return f"wall {wall:.1f} ms/token, GPU busy {busy:.2f} ms ({busy / wall:.0%}), {launches:,.0f} launches; {verdict}"
+def profile() -> str:
+    """The profile stage (scripts/gpu_profile.py) on the loaded model."""
+    line, state["profile"] = profile_decode(state["model"], PROMPT)
+    return line
 
 
 # ---- report ---------------------------------------------------------------------------------
@@ -557,7 +372,7 @@ def main() -> int:
     stage("load", 90, load)
     if "model" in state:
         stage("single", 60, single)
-        stage("profile", 45, profile_decode)
+        stage("profile", 45, profile)
         stage("concurrency", 120, concurrency)
     text = report()
     print("\n" + text)

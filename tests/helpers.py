@@ -1,6 +1,7 @@
 """Helpers shared by the tests: one way to ingest files into the test's store (`Library`, the
 `library` fixture), one way to run `ragqa` in this process (`ragqa`) and one to run it as a process
-of its own (`ragqa_process`), and looks into the store."""
+of its own (`ragqa_process`), looks into the store, and the common part of the tests' scripted
+model backends (`ScriptedModel`)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from typing import Any
 from sqlalchemy import select
 
 from ingest.pipeline import IngestSummary, ingest
+from llm.generator import Prompt
 from rag import schema as s
 
 
@@ -130,3 +132,29 @@ def chunk_snapshot(store: Any) -> set[tuple[str, int, str]]:
         rows = c.execute(select(s.documents.c.path, s.chunks.c.ordinal, s.chunks.c.text)
                          .join(s.documents, s.documents.c.id == s.chunks.c.document_id)).all()
     return {(r[0], r[1], r[2]) for r in rows}
+
+
+class ScriptedModel:
+    """What the tests' scripted model backends share (a subclass writes `stream`, appending each
+    prompt to `prompts`): no checks, 4 characters a token, a `context`-token window."""
+
+    name = "scripted"
+    extractive = False
+    tools_capable = False
+
+    def __init__(self, context: int = 8192) -> None:
+        self.context = context
+        self.prompts: list[Prompt] = []
+
+    def check(self) -> str | None:
+        return None
+
+    def count_tokens(self, text: str) -> int:
+        return max(1, len(text) // 4)
+
+    @property
+    def context_tokens(self) -> int:
+        return self.context
+
+    def describe(self) -> dict[str, str]:
+        return {"backend": "scripted"}

@@ -11,7 +11,8 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -29,11 +30,10 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture
-def server(tmp_path: Path, database_url: str) -> Iterator[str]:
+@contextmanager
+def ui_server(tmp_path: Path, env: Mapping[str, str]) -> Iterator[str]:
+    """`ragqa ui` serving with `env`, once it answers; its URL. Its log is tmp_path/ui.log."""
     port = free_port()
-    env = {**os.environ, "RAGQA_HOME": str(tmp_path / "home"), "RAGQA_DATABASE_URL": database_url,
-           "RAGQA_GENERATOR": "extractive", "HF_HUB_OFFLINE": "1"}
     # A process of its own: `ragqa ui` execs the Streamlit server; started by the console script users run.
     ragqa = shutil.which("ragqa", path=str(Path(sys.executable).parent)) or "ragqa"
     log = (tmp_path / "ui.log").open("w")
@@ -52,6 +52,14 @@ def server(tmp_path: Path, database_url: str) -> Iterator[str]:
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+@pytest.fixture
+def server(tmp_path: Path, database_url: str) -> Iterator[str]:
+    env = {**os.environ, "RAGQA_HOME": str(tmp_path / "home"), "RAGQA_DATABASE_URL": database_url,
+           "RAGQA_GENERATOR": "extractive", "HF_HUB_OFFLINE": "1"}
+    with ui_server(tmp_path, env) as url:
+        yield url
 
 
 def test_upload_a_pdf_then_ask_and_see_page_two_cited(server: str, tmp_path: Path) -> None:
@@ -131,24 +139,8 @@ def tool_server(tmp_path: Path, database_url: str) -> Iterator[str]:
                "RAGQA_GENERATOR": "openai", "RAGQA_OPENAI_BASE_URL": model.url, "RAGQA_OPENAI_MODEL": "gpt-oss-test",
                "RAGQA_ANSWER_PASSAGES": "1", "HF_HUB_OFFLINE": "1"}
         assert run_ragqa(env, "ingest", str(handbook), "--collection", "handbook").returncode == 0
-        port = free_port()
-        ragqa = shutil.which("ragqa", path=str(Path(sys.executable).parent)) or "ragqa"
-        log = (tmp_path / "ui.log").open("w")
-        proc = subprocess.Popen([ragqa, "ui", "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT)
-        url = f"http://127.0.0.1:{port}"
-        try:
-            for _ in range(120):
-                try:
-                    if urllib.request.urlopen(f"{url}/_stcore/health", timeout=1).read() == b"ok":
-                        break
-                except OSError:
-                    time.sleep(0.5)
-            else:
-                raise AssertionError("the UI did not come up: " + (tmp_path / "ui.log").read_text()[-2000:])
+        with ui_server(tmp_path, env) as url:
             yield url
-        finally:
-            proc.terminate()
-            proc.wait(timeout=30)
 
 
 def test_a_followup_is_answered_from_the_right_document_with_the_steps_box_closed(tool_server: str) -> None:

@@ -16,22 +16,18 @@ from rag.extractive import ExtractiveGenerator
 from rag.followup import Exchange, looks_like_followup, rewrite_query, standalone_query, subject_words
 from rag.prompt import build_prompt
 from rag.retrieval import Retriever
-from tests.helpers import Library
+from tests.helpers import Library, ScriptedModel
 
 KILN = Exchange("At what temperature does a kiln fire clay pots?", "At 1200 degrees [1].")
 
 
-class Scripted:
+class Scripted(ScriptedModel):
     """A model backend that answers every prompt with the same final text (or fails), and keeps
     the prompts it was given."""
 
-    name = "scripted"
-    extractive = False
-    tools_capable = False
-
     def __init__(self, final: str = "", fail: bool = False, context: int = 8192) -> None:
-        self.final, self.fail, self.context = final, fail, context
-        self.prompts: list[Prompt] = []
+        super().__init__(context)
+        self.final, self.fail = final, fail
 
     def stream(self, prompt: Prompt) -> Iterator[Piece]:
         self.prompts.append(prompt)
@@ -39,19 +35,6 @@ class Scripted:
             raise GeneratorError("the server is down")
         yield Piece("analysis", "thinking about it")
         yield Piece("final", self.final)
-
-    def check(self) -> str | None:
-        return None
-
-    def count_tokens(self, text: str) -> int:
-        return max(1, len(text) // 4)
-
-    @property
-    def context_tokens(self) -> int:
-        return self.context
-
-    def describe(self) -> dict[str, str]:
-        return {"backend": "scripted"}
 
 
 @pytest.mark.parametrize("question", ["When was it built?", "Who painted them?", "And the second floor?",

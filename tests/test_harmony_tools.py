@@ -246,6 +246,14 @@ def test_a_malformed_call_is_parsed_without_a_crash(tok: HarmonyTokenizer) -> No
 
 
 # ---- the native backend on a scripted token stream ------------------------------------------
+def until_stop(tokens: list[int], stops: set[int]) -> Iterator[int]:
+    """Tokens as the engine yields them: it stops on <|return|> and <|call|>."""
+    for token in tokens:
+        yield token
+        if token in stops:
+            return
+
+
 class Scripted:
     """Stands in for the engine: each generation yields the next scripted reply's token ids and
     records the rendered prompt it was given."""
@@ -256,12 +264,7 @@ class Scripted:
 
     def __call__(self, ids: list[int], params: object) -> Iterator[int]:
         self.prompts.append(list(ids))
-        ids_out = published_ids(self.tok, self.replies.pop(0))
-        stops = set(self.tok.stop_ids)
-        for token in ids_out:
-            yield token
-            if token in stops:  # the engine stops on <|return|> and <|call|>
-                return
+        return until_stop(published_ids(self.tok, self.replies.pop(0)), set(self.tok.stop_ids))
 
 
 def native(tok_folder: Path, tok: HarmonyTokenizer, replies: list[str],
@@ -401,14 +404,7 @@ def test_any_token_stream_ends_in_pieces_or_one_tool_call(tok_folder: Path, toke
     never crashes the parser: the stream is Pieces, then at most one ToolCall, last."""
     gen = NativeGenerator(tok_folder, device="cpu", context=4096)
     stops = set(gen.tokenizer().stop_ids)
-
-    def scripted(ids: list[int], params: object) -> Iterator[int]:
-        for token in tokens:
-            yield token
-            if token in stops:
-                return
-
-    gen._tokens = scripted  # type: ignore[method-assign]
+    gen._tokens = lambda ids, params: until_stop(tokens, stops)  # type: ignore[method-assign]
     out = list(gen.stream(ask()))
     calls = [i for i, item in enumerate(out) if isinstance(item, ToolCall)]
     assert calls in ([], [len(out) - 1])

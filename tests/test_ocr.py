@@ -9,7 +9,6 @@ from __future__ import annotations
 import io
 import json
 import math
-import random
 from pathlib import Path
 from typing import Any
 
@@ -218,7 +217,6 @@ def test_missing_language_data_is_one_line(tmp_path: Path) -> None:
 
 
 def test_bench_ocr_reports_cer_and_pages_per_minute(tmp_path: Path, cli_env: dict[str, str]) -> None:
-    random.seed(0)
     out = ragqa(cli_env, "bench", "ocr", str(tmp_path / "set"), "--generate", "3", "--json")
     no_traceback(out)
     assert out.returncode == 0, out.stderr

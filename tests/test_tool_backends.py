@@ -20,7 +20,7 @@ from llm.native import NativeGenerator
 from llm.openai_server import OpenAIGenerator
 from llm.tiny import write_tokenizer
 from tests.openai_standin import StandIn
-from tests.test_harmony_tools import Scripted
+from tests.test_harmony_tools import Scripted, native
 
 SEARCH = Tool("search", "Search the library for passages.", {
     "type": "object", "required": ["query"],
@@ -76,20 +76,17 @@ def scripted_native(folder: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Nati
     tok = HarmonyTokenizer.from_file(str(folder / "tokenizer.json"))
     call = ("<|channel|>analysis<|message|>{why}<|end|><|start|>assistant<|channel|>commentary to=functions.search "
             "<|constrain|>json<|message|>{args}<|call|>")
-    script = Scripted(tok, [call.format(why="Search first.", args=FIRST_ARGS),
-                            call.format(why="Narrower.", args=SECOND_ARGS),
-                            f"<|channel|>analysis<|message|>Passage 2 says it.<|end|><|start|>assistant"
-                            f"<|channel|>final<|message|>{ANSWER}<|return|>"])
-    gen = NativeGenerator(folder, device="cpu", context=4096)
-    monkeypatch.setattr(gen, "_tokens", script)
-    return gen, script
+    return native(folder, tok, [call.format(why="Search first.", args=FIRST_ARGS),
+                                call.format(why="Narrower.", args=SECOND_ARGS),
+                                f"<|channel|>analysis<|message|>Passage 2 says it.<|end|><|start|>assistant"
+                                f"<|channel|>final<|message|>{ANSWER}<|return|>"], monkeypatch)
 
 
 def test_both_backends_call_search_twice_then_answer(standin: StandIn, tok_folder: Path,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    native, _ = scripted_native(tok_folder, monkeypatch)
+    local, _ = scripted_native(tok_folder, monkeypatch)
     remote = OpenAIGenerator(standin.url, "gpt-oss-test")
-    for gen in (native, remote):
+    for gen in (local, remote):
         assert gen.tools_capable
         steps, answer = run_loop(gen, ["[1] Leave: 20 weeks.", "[2] Part-time: pro rata."])
         assert [(s.call.name, json.loads(s.call.arguments)) for s in steps] == \

@@ -101,6 +101,11 @@ def stream_answer(answerer: Any, draft: Any, collected: Collected) -> None:
     from rag.tools import Step
 
     box = st.status("Searching the library…", expanded=True) if draft.prompt.tools else None
+
+    def close_box() -> None:
+        if box is not None:
+            box.update(label=render.steps_label(collected.steps), state="complete", expanded=False)
+
     thinking, shown, text = st.empty(), st.empty(), ""
     for piece in answerer.stream(draft, collected):
         if isinstance(piece, Step):
@@ -109,17 +114,14 @@ def stream_answer(answerer: Any, draft: Any, collected: Collected) -> None:
             text = ""  # text before a call was a preamble to it, not the answer
             shown.empty()
         elif piece.channel == "final":
-            if box is not None and text == "":
-                box.update(label=render.steps_label([s.as_json() for s in collected.steps]), state="complete",
-                           expanded=False)
+            if text == "":
+                close_box()
             text += piece.text
             shown.markdown(render.escape_markdown(text) if answerer.generator.extractive else render.model_answer(text))
         else:
             thinking.caption("Reasoning…")
     thinking.empty()
-    if box is not None:
-        box.update(label=render.steps_label([s.as_json() for s in collected.steps]), state="complete",
-                   expanded=False)
+    close_box()
 
 
 def show_history(conversation_id: int) -> None:

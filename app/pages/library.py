@@ -44,8 +44,7 @@ class UploadProgress:
 def upload_section(cfg: Any) -> None:
     from ingest.discover import Skipped, describe_skipped, group_skipped
     from ingest.formats import skip_reason
-    from ingest.pipeline import ingest
-    from ingest.uploads import save_upload
+    from ingest.uploads import ingest_uploads, save_upload
 
     st.subheader("Add documents")
     with st.form("upload", clear_on_submit=True):
@@ -73,13 +72,10 @@ def upload_section(cfg: Any) -> None:
             refused.append(str(exc))
     summary = None
     if paths:
-        progress = UploadProgress(len(paths))
-        summary = ingest(paths, resources.store(), cfg, resources.parts().embedding_ref(cfg), collection=collection,
-                         load_embedder=lambda: resources.retriever().embedder(), progress=progress)
-        from rag.audit import record
-
-        record(resources.store().engine, who.name, "upload", collection=collection,
-               files=[f.name for f in files], changes=summary.changes, failed=len(summary.failed))
+        summary = ingest_uploads(paths, resources.store(), cfg, resources.parts().embedding_ref(cfg), user=who.name,
+                                 collection=collection, files=[f.name for f in files],
+                                 load_embedder=lambda: resources.retriever().embedder(),
+                                 progress=UploadProgress(len(paths)))
     report(summary, refused, describe_skipped(group_skipped(skipped)))
 
 

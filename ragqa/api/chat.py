@@ -67,7 +67,7 @@ def chat_completions(req: ChatRequest, request: Request, caller: CallerDep) -> d
     ident, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
     if req.stream:
         usage = bool((req.stream_options or {}).get("include_usage"))
-        return StreamingResponse(_events(parts, run, ident, created, req.model, usage), media_type="text/event-stream")
+        return StreamingResponse(_events(run, ident, created, req.model, usage), media_type="text/event-stream")
     answer = run.run()
     message: dict[str, Any] = {"role": "assistant", "content": with_footnotes(answer)}
     if answer.reasoning:
@@ -179,11 +179,13 @@ def _usage(run: AnswerRun, answer: Answer) -> dict[str, int]:
             "total_tokens": int(prompt_tokens) + completion}
 
 
-def _events(parts: Parts, run: AnswerRun, ident: str, created: int, model: str, usage: bool) -> Iterator[str]:
+def _events(run: AnswerRun, ident: str, created: int, model: str, usage: bool) -> Iterator[str]:
+    def event(**fields: Any) -> str:
+        head = {"id": ident, "object": "chat.completion.chunk", "created": created, "model": model}
+        return f"data: {json.dumps({**head, **fields}, default=str)}\n\n"
+
     def chunk(delta: dict[str, Any], finish: str | None = None, **more: Any) -> str:
-        event = {"id": ident, "object": "chat.completion.chunk", "created": created, "model": model,
-                 "choices": [{"index": 0, "delta": delta, "finish_reason": finish}], **more}
-        return f"data: {json.dumps(event, default=str)}\n\n"
+        return event(choices=[{"index": 0, "delta": delta, "finish_reason": finish}], **more)
 
     notes = Footnotes()
     # With tools the model cites in its own way until `finish` renumbers the sources of every round:
@@ -206,8 +208,8 @@ def _events(parts: Parts, run: AnswerRun, ident: str, created: int, model: str, 
             yield chunk({"content": tail})
         yield chunk({}, "stop", **extra(answer))
         if usage:
-            yield f"data: {json.dumps({'id': ident, 'object': 'chat.completion.chunk', 'created': created, 'model': model, 'choices': [], 'usage': _usage(run, answer)})}\n\n"  # noqa: E501
+            yield event(choices=[], usage=_usage(run, answer))
     except Exception as exc:  # noqa: BLE001 - the stream has begun: the error becomes its last event
-        status, message = describe(exc, parts.settings.home)
+        status, message = describe(exc, run.parts.settings.home)
         yield f"data: {json.dumps({'error': {'message': message, 'type': 'server_error', 'code': status}})}\n\n"
     yield "data: [DONE]\n\n"

@@ -71,16 +71,12 @@ def describe(exc: BaseException, home: Path) -> tuple[int, str]:
 
 
 def log_crash(home: Path, exc: BaseException) -> Path:
-    path = home / "logs" / "ragqa.log"
+    """The traceback to the server's log and to the home's log file, as the CLI's edge writes it."""
+    from ragqa.cli.edge import log_crash as append
+
     text = "".join(traceback.format_exception(exc))
     log.error("request failed:\n%s", text)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "a", encoding="utf-8") as fh:
-            fh.write(f"--- ragqa serve\n{text}\n")
-    except OSError:
-        pass
-    return path
+    return append(home, "ragqa serve", text)
 
 
 def _validation_message(exc: RequestValidationError) -> tuple[int, str]:

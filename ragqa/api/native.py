@@ -93,8 +93,7 @@ async def upload(request: Request, files: Annotated[list[UploadFile], File(descr
 
 def _ingest_uploads(parts: Parts, caller: Caller, collection: str, received: list[tuple[str, bytes]]) -> dict[str, Any]:
     from ingest.formats import skip_reason
-    from ingest.pipeline import ingest
-    from ingest.uploads import check_upload, save_upload
+    from ingest.uploads import check_upload, ingest_uploads, save_upload
     from ragqa import wiring
 
     cfg = parts.settings
@@ -108,12 +107,10 @@ def _ingest_uploads(parts: Parts, caller: Caller, collection: str, received: lis
             raise ApiError(413, f"{name}: larger than the {limit / 2**20:g} MB upload limit")
         check_upload(name, data, limit)  # LoadError -> 400 with its reason
     paths = [save_upload(cfg.home / "uploads", name, data, limit) for name, data in received]
-    summary = ingest(paths, parts.store, cfg, wiring.embedding_ref(cfg), collection=collection,
-                     load_embedder=lambda: parts.retriever.embedder())
-    record(parts.store.engine, caller.principal.name, "upload", via="api", key=caller.key_id, collection=collection,
-           files=[name for name, _ in received], changes=summary.changes, failed=len(summary.failed))
-    out: dict[str, Any] = summary.as_json()
-    return out
+    summary = ingest_uploads(paths, parts.store, cfg, wiring.embedding_ref(cfg), user=caller.principal.name,
+                             collection=collection, files=[name for name, _ in received],
+                             load_embedder=lambda: parts.retriever.embedder(), via="api", key=caller.key_id)
+    return summary.as_json()
 
 
 def plain_name(name: str) -> None:

@@ -44,7 +44,7 @@ def users_add(
     elif not no_password:
         password = typer.prompt("password", hide_input=True, confirmation_prompt=True)
     accounts().add(name, role, tuple(group or ()), password)
-    _audit("users.add", account=name, role=role, groups=sorted(group or ()))
+    record_cli("users.add", account=name, role=role, groups=sorted(group or ()))
     typer.echo(f"added {name} ({role})")
 
 
@@ -53,7 +53,7 @@ def users_add(
 def users_remove(name: Annotated[str, typer.Argument()]) -> None:
     """Delete an account."""
     accounts().remove(name)
-    _audit("users.remove", account=name)
+    record_cli("users.remove", account=name)
     typer.echo(f"removed {name}")
 
 
@@ -86,7 +86,7 @@ def collections_list(as_json: Annotated[bool, typer.Option("--json")] = False) -
 def collections_grant(collection: Annotated[str, typer.Argument()], group: Annotated[str, typer.Argument()]) -> None:
     """Let GROUP read COLLECTION (the collection is then closed to everyone else)."""
     accounts().grant(collection, group)
-    _audit("collections.grant", collection=collection, group=group)
+    record_cli("collections.grant", collection=collection, group=group)
 
 
 @collections_app.command("revoke")
@@ -94,7 +94,7 @@ def collections_grant(collection: Annotated[str, typer.Argument()], group: Annot
 def collections_revoke(collection: Annotated[str, typer.Argument()], group: Annotated[str, typer.Argument()]) -> None:
     """Stop GROUP reading COLLECTION."""
     accounts().revoke(collection, group)
-    _audit("collections.revoke", collection=collection, group=group)
+    record_cli("collections.revoke", collection=collection, group=group)
 
 
 @edge
@@ -133,7 +133,8 @@ def cli_user() -> str:
         return "cli"
 
 
-def _audit(action: str, **detail: Any) -> None:
+def record_cli(action: str, **detail: Any) -> None:
+    """An audit entry for a command run on this machine (as `cli_user()`)."""
     from rag.audit import record
     from ragqa import wiring
 

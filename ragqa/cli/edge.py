@@ -39,7 +39,7 @@ def user_errors(home: Callable[[], Path]) -> Callable[[F], F]:
                 typer.echo("interrupted", err=True)
                 raise typer.Exit(130) from None
             except Exception as exc:  # noqa: BLE001 - the last line of defence
-                where = _log_crash(home())
+                where = log_crash(home(), " ".join(sys.argv), traceback.format_exc())
                 fail(f"internal error ({type(exc).__name__}: {one_line(exc)}); details in {where}", 3)
 
         return cast(F, inner)
@@ -47,12 +47,14 @@ def user_errors(home: Callable[[], Path]) -> Callable[[F], F]:
     return wrap
 
 
-def _log_crash(home: Path) -> Path:
+def log_crash(home: Path, header: str, text: str) -> Path:
+    """Append a traceback `text` under `--- header` to the home's log file (the CLI's and the
+    API's); the file's path, to name in the one-line message."""
     path = home / "logs" / "ragqa.log"
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "a", encoding="utf-8") as fh:
-            fh.write(f"--- {' '.join(sys.argv)}\n{traceback.format_exc()}\n")
+            fh.write(f"--- {header}\n{text}\n")
     except OSError:
         pass
     return path

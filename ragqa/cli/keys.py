@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 import typer
 
+from ragqa.cli.access import record_cli
 from ragqa.cli.common import JsonOpt, edge, print_json, settings
 
 keys_app = typer.Typer(no_args_is_help=True, help="Keys of the HTTP API (`ragqa serve`): each acts as one account.")
@@ -54,7 +55,7 @@ def keys_create(
     from rag.keys import parse_expiry
 
     info, key = _keys().create(user, parse_expiry(expires) if expires else None)
-    _audit("keys.create", key_id=info.id, account=user)
+    record_cli("keys.create", key_id=info.id, account=user)
     if as_json:
         print_json({"key": key, **info.as_json()})
         return
@@ -88,13 +89,6 @@ def keys_list(
 def keys_revoke(key_id: Annotated[int, typer.Argument(help="The key's id (see `ragqa keys list`).")]) -> None:
     """Revoke a key: its next request gets 401."""
     info = _keys().revoke(key_id)
-    _audit("keys.revoke", key_id=key_id, account=info.user)
+    record_cli("keys.revoke", key_id=key_id, account=info.user)
     typer.echo(f"revoked key {key_id} of {info.user}")
 
-
-def _audit(action: str, **detail: Any) -> None:
-    from rag.audit import record
-    from ragqa import wiring
-    from ragqa.cli.access import cli_user
-
-    record(wiring.open_store(settings()).engine, cli_user(), action, **detail)
