@@ -55,7 +55,7 @@ def discover(paths: list[Path], ocr: bool = True) -> tuple[list[Candidate], list
             for name in sorted(filenames):
                 path = Path(dirpath, name)
                 kind = doc_type_of(path)
-                reason = skip_reason(path, ocr) or (None if path.is_file() else "not a regular file")
+                reason = skip_reason(path, ocr=ocr) or (None if path.is_file() else "not a regular file")
                 if reason is not None or kind is None:
                     skipped.append(Skipped(path, reason or "not a supported type"))
                     continue

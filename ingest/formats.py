@@ -25,9 +25,10 @@ def doc_type_of(path: Path) -> str | None:
 OTHER_IMAGE_EXTENSIONS = frozenset({".heic", ".heif", ".avif", ".jp2"})
 
 
-def skip_reason(path: Path, ocr: bool = True) -> str | None:
+def skip_reason(path: Path, *, ocr: bool) -> str | None:
     """Why a file found in a folder is not read (None: it is read). One short phrase, shown
-    grouped by type in the ingest summary. `ocr`: whether OCR is on (RAGQA_OCR)."""
+    grouped by type in the ingest summary. `ocr`: whether OCR is on (RAGQA_OCR); required, so that
+    no caller can forget the setting and accept images that cannot be read."""
     if path.name.startswith("."):
         return "names starting with a dot are skipped"
     suffix = path.suffix.lower()

@@ -270,3 +270,13 @@ def test_a_chunked_body_over_the_limit_is_refused_as_it_arrives(keyed, settings)
                                                                          "Content-Type": "application/json"})
     assert refused.status_code == 413 and "1 MB limit" in refused.json()["error"]["message"], refused.json()
     assert api.post("/v1/chat/completions", json=CHAT, headers=bearer(keyed["alice"])).status_code == 200
+
+
+def test_an_image_upload_with_ocr_off_is_refused_as_the_ui_refuses_it(store, settings) -> None:
+    Accounts(store.engine).add("ed", "editor", ())
+    key = ApiKeys(store.engine).create("ed")[1]
+    api = client(settings.model_copy(update={"ocr": "off"}))
+    refused = api.post("/v1/documents", headers=bearer(key), data={"collection": "uploads"},
+                       files={"files": ("scan.png", b"\x89PNG\r\n\x1a\n" + b"\0" * 64, "image/png")})
+    assert refused.status_code == 400
+    assert "RAGQA_OCR is off" in refused.json()["error"]["message"]

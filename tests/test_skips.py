@@ -41,7 +41,7 @@ def test_skips_are_grouped_by_type_most_frequent_first(tmp_path: Path) -> None:
                                           ("a.pptx", "not a supported type"),
                                           (".hidden.md", "names starting with a dot are skipped")])
 def test_skip_reason(name: str, reason: str | None) -> None:
-    assert skip_reason(Path(name)) == reason
+    assert skip_reason(Path(name), ocr=True) == reason
 
 
 @pytest.mark.db

@@ -62,7 +62,7 @@ def upload_section(cfg: Any) -> None:
     limit = int(cfg.max_file_mb * 2**20)
     paths, refused, skipped = [], [], []
     for f in files:
-        reason = skip_reason(Path(f.name), cfg.ocr != "off")
+        reason = skip_reason(Path(f.name), ocr=cfg.ocr != "off")
         if reason is not None:
             skipped.append(Skipped(Path(f.name), reason))
             continue

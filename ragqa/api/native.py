@@ -100,7 +100,7 @@ def _ingest_uploads(parts: Parts, caller: Caller, collection: str, received: lis
     limit = int(min(cfg.max_file_mb, cfg.api_max_body_mb) * 2**20)
     for name, data in received:
         plain_name(name)
-        reason = skip_reason(Path(name))
+        reason = skip_reason(Path(name), ocr=cfg.ocr != "off")
         if reason is not None:
             raise ApiError(400, f"{name}: {reason}", "unsupported_file")
         if len(data) > limit:
